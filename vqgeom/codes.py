@@ -1,0 +1,290 @@
+"""The one data convention: bit-packed activation codes.
+
+Layout (every backend reads and writes exactly this):
+
+* ``words`` is an ``(N, W)`` array of 32-bit words: ``numpy.uint32`` for numpy and
+  cupy, ``torch.int32`` for torch (same bits; torch has no arithmetic on uint32).
+* Units are in layer-major order. **Each layer starts on a fresh word**: layer ``l``
+  occupies words ``[word_offsets[l], word_offsets[l] + ceil(B_l / 32))``, so a
+  per-layer Hamming distance is a popcount over a contiguous word range and no
+  kernel needs bit masks or guesses layer boundaries.
+* Inside a layer, unit ``u`` is bit ``u % 32`` (little-endian: ``(word >> k) & 1``)
+  of word ``word_offsets[l] + u // 32``. Padding bits are zero.
+* A bit is set iff the unit's pre-activation is ``>= 0`` (the paper's convention).
+
+:func:`pack_bits` is the only function that packs on the host; GPU encoders write
+the same layout and are tested against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._arrays import array_module, to_numpy
+
+__all__ = ["Codes", "pack_bits", "unpack_words", "layer_word_offsets", "words_per_layer"]
+
+
+def words_per_layer(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    """Number of 32-bit words each layer occupies, ``ceil(B_l / 32)``."""
+    return tuple((int(b) + 31) // 32 for b in layer_sizes)
+
+
+def layer_word_offsets(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    """First word of each layer, plus the total word count as the last entry (length L + 1)."""
+    offs = [0]
+    for w in words_per_layer(layer_sizes):
+        offs.append(offs[-1] + w)
+    return tuple(offs)
+
+
+def pack_bits(bits: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
+    """Pack a boolean code matrix into the library's word layout.
+
+    Parameters
+    ----------
+    bits : ndarray of bool, shape (N, sum(layer_sizes))
+        Units in layer-major order.
+    layer_sizes : sequence of int
+        Units per layer, ``B_l >= 0``.
+
+    Returns
+    -------
+    ndarray of uint32, shape (N, W)
+        ``W = sum(ceil(B_l / 32))``; padding bits are zero.
+    """
+    bits = np.asarray(bits)
+    if bits.ndim != 2:
+        raise ValueError(f"bits: expected a 2-D (N, B) array, got shape {bits.shape}")
+    sizes = [int(b) for b in layer_sizes]
+    if sum(sizes) != bits.shape[1]:
+        raise ValueError(
+            f"layer_sizes: expected units summing to bits.shape[1]={bits.shape[1]}, got {sizes} (sum {sum(sizes)})"
+        )
+    n = bits.shape[0]
+    offs = layer_word_offsets(sizes)
+    out = np.zeros((n, offs[-1]), dtype=np.uint32)
+    start = 0
+    for l, b in enumerate(sizes):
+        if b == 0:
+            continue
+        nw = offs[l + 1] - offs[l]
+        padded = np.zeros((n, nw * 32), dtype=np.uint8)
+        padded[:, :b] = bits[:, start : start + b]
+        # bitorder='little' puts unit k at bit k % 8 of byte k // 8; four consecutive
+        # little-endian bytes then form the uint32 word with unit k at bit k % 32.
+        as_bytes = np.packbits(padded, axis=1, bitorder="little")
+        out[:, offs[l] : offs[l + 1]] = as_bytes.view("<u4").reshape(n, nw)
+        start += b
+    return out
+
+
+def unpack_words(words: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``(N, W)`` uint32 words -> ``(N, sum B_l)`` bool."""
+    words = np.ascontiguousarray(words).view(np.uint32)
+    sizes = [int(b) for b in layer_sizes]
+    offs = layer_word_offsets(sizes)
+    n = words.shape[0]
+    as_bytes = words.astype("<u4", copy=False).view(np.uint8).reshape(n, -1)
+    allbits = np.unpackbits(as_bytes, axis=1, bitorder="little").astype(bool)
+    parts = [allbits[:, offs[l] * 32 : offs[l] * 32 + b] for l, b in enumerate(sizes)]
+    if not parts:
+        return np.zeros((n, 0), dtype=bool)
+    return np.concatenate(parts, axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class Codes:
+    """Bit-packed VQ codes of N inputs.
+
+    Attributes
+    ----------
+    words : array, shape (N, W)
+        Packed words (see the module docstring for the layout). numpy ``uint32``,
+        torch ``int32`` (any device) or cupy ``uint32``.
+    layer_sizes : tuple of int
+        Units (activation hyperplanes) per layer, ``B_l``.
+    layer_names : tuple of str
+        Where each layer's bits came from (module path and activation), for reports.
+    """
+
+    words: Any
+    layer_sizes: tuple[int, ...]
+    layer_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(b) for b in self.layer_sizes)
+        object.__setattr__(self, "layer_sizes", sizes)
+        if any(b < 0 for b in sizes):
+            raise ValueError(f"layer_sizes: expected non-negative unit counts, got {sizes}")
+        names = tuple(self.layer_names) or tuple(f"layer{l}" for l in range(len(sizes)))
+        if len(names) != len(sizes):
+            raise ValueError(f"layer_names: expected {len(sizes)} names, got {len(names)}")
+        object.__setattr__(self, "layer_names", names)
+        shape = tuple(self.words.shape)
+        if len(shape) != 2 or shape[1] != layer_word_offsets(sizes)[-1]:
+            raise ValueError(
+                f"words: expected shape (N, {layer_word_offsets(sizes)[-1]}) for layer_sizes {sizes}, got {shape}"
+            )
+        xp = array_module(self.words)
+        want = "int32" if xp == "torch" else "uint32"
+        if str(self.words.dtype).replace("torch.", "") != want:
+            raise TypeError(f"words: expected {want} words for a {xp} array, got dtype {self.words.dtype}")
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def from_bits(cls, bits: Any, layer_sizes: Sequence[int], layer_names: Sequence[str] = ()) -> "Codes":
+        """Pack an ``(N, sum B_l)`` boolean array (numpy or torch) into :class:`Codes`.
+
+        The result's words have the input's array type and device.
+        """
+        words = pack_bits(to_numpy(bits).astype(bool, copy=False), layer_sizes)
+        return cls(_like(words, bits), tuple(layer_sizes), tuple(layer_names))
+
+    # -- shape ------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of coded inputs (rows)."""
+        return int(self.words.shape[0])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes)
+
+    @property
+    def n_units(self) -> int:
+        """Total number of units ``B = sum B_l``."""
+        return sum(self.layer_sizes)
+
+    @property
+    def n_words(self) -> int:
+        return int(self.words.shape[1])
+
+    @property
+    def word_offsets(self) -> tuple[int, ...]:
+        """First word of each layer and, last, the total word count (length L + 1)."""
+        return layer_word_offsets(self.layer_sizes)
+
+    @property
+    def array_type(self) -> str:
+        """``'numpy'``, ``'torch'`` or ``'cupy'``: the type distances are returned in."""
+        return array_module(self.words)
+
+    def __repr__(self) -> str:
+        dev = ""
+        if self.array_type == "torch":
+            dev = f", device={self.words.device}"
+        return f"Codes(n={self.n}, layer_sizes={self.layer_sizes}, array={self.array_type}{dev})"
+
+    # -- conversion -------------------------------------------------------------------
+    def words_numpy(self) -> np.ndarray:
+        """The words as a host ``uint32`` numpy array (a view where possible)."""
+        return to_numpy(self.words).view(np.uint32)
+
+    def unpack(self) -> np.ndarray:
+        """The codes as a host boolean array ``(N, B)``, units in layer-major order."""
+        return unpack_words(self.words_numpy(), self.layer_sizes)
+
+    def to(self, like: Any) -> "Codes":
+        """The same codes with words of ``like``'s array type and device (``'numpy'`` for host)."""
+        if isinstance(like, str) and like == "numpy":
+            return Codes(self.words_numpy(), self.layer_sizes, self.layer_names)
+        return Codes(_like(self.words_numpy(), like), self.layer_sizes, self.layer_names)
+
+    # -- slicing ----------------------------------------------------------------------
+    def __getitem__(self, rows: Any) -> "Codes":
+        """Rows by integer, slice, index array or boolean mask; always keeps 2-D words."""
+        if isinstance(rows, (int, np.integer)):
+            rows = slice(int(rows), int(rows) + 1 if int(rows) != -1 else None)
+        return Codes(self.words[rows], self.layer_sizes, self.layer_names)
+
+    def layers(self, which: int | slice | Sequence[int]) -> "Codes":
+        """A sub-code made of the selected layers (in the given order)."""
+        idx = list(range(self.n_layers))
+        if isinstance(which, (int, np.integer)):
+            sel = [idx[int(which)]]
+        elif isinstance(which, slice):
+            sel = idx[which]
+        else:
+            sel = [idx[int(i)] for i in which]
+        offs = self.word_offsets
+        cols = [c for l in sel for c in range(offs[l], offs[l + 1])]
+        xp = self.array_type
+        if xp == "torch":
+            import torch
+
+            words = self.words[:, torch.as_tensor(cols, dtype=torch.long, device=self.words.device)]
+        else:
+            words = self.words[:, np.asarray(cols, dtype=np.intp)]
+        return Codes(words, tuple(self.layer_sizes[l] for l in sel), tuple(self.layer_names[l] for l in sel))
+
+    @staticmethod
+    def concatenate(parts: Sequence["Codes"]) -> "Codes":
+        """Stack codes of the same layer structure by rows."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("parts: expected at least one Codes, got an empty sequence")
+        first = parts[0]
+        for i, p in enumerate(parts):
+            if not isinstance(p, Codes):
+                raise TypeError(f"parts[{i}]: expected Codes, got {type(p).__name__}")
+            if p.layer_sizes != first.layer_sizes:
+                raise ValueError(
+                    f"parts[{i}]: expected layer_sizes {first.layer_sizes}, got {p.layer_sizes}"
+                )
+        xp = first.array_type
+        if any(p.array_type != xp for p in parts):
+            raise TypeError(f"parts: expected one array type, got {[p.array_type for p in parts]}")
+        if xp == "torch":
+            import torch
+
+            words = torch.cat([p.words for p in parts], dim=0)
+        elif xp == "cupy":
+            import cupy
+
+            words = cupy.concatenate([p.words for p in parts], axis=0)
+        else:
+            words = np.concatenate([p.words for p in parts], axis=0)
+        return Codes(words, first.layer_sizes, first.layer_names)
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Save to ``.npz`` (words as uint32, layer sizes and names)."""
+        np.savez_compressed(
+            path,
+            words=self.words_numpy(),
+            layer_sizes=np.asarray(self.layer_sizes, dtype=np.int64),
+            layer_names=np.asarray(self.layer_names, dtype=str),
+            format_version=np.asarray(1),
+        )
+
+    @classmethod
+    def load(cls, path: str) -> "Codes":
+        """Load codes written by :meth:`save` (as numpy words; use :meth:`to` to move them)."""
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"words", "layer_sizes"} - set(f.files)
+            if missing:
+                raise ValueError(f"path: {path!r} is not a vqgeom Codes file (missing {sorted(missing)})")
+            names = tuple(str(s) for s in f["layer_names"]) if "layer_names" in f.files else ()
+            return cls(f["words"].astype(np.uint32), tuple(int(b) for b in f["layer_sizes"]), names)
+
+
+def _like(words: np.ndarray, like: Any) -> Any:
+    """Host uint32 words converted to ``like``'s array type and device."""
+    xp = array_module(like)
+    if xp == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(words).view(np.int32)).to(like.device)
+    if xp == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(like.device.id):
+            return cupy.asarray(words)
+    return np.ascontiguousarray(words)
