@@ -134,11 +134,19 @@ def test_train_accepts_images_and_torch_input():
         (np.zeros((2, 2)), np.zeros(2), dict(loss="mse"), ValueError, "loss"),
         (np.zeros((2, 2)), np.zeros(2), dict(max_epochs=0), ValueError, "max_epochs"),
         (np.zeros((2, 2)), np.zeros(2), dict(batch_size=0), ValueError, "batch_size"),
+        (np.zeros((2, 2)), np.zeros(2), dict(threads=0), ValueError, "threads"),
     ],
 )
 def test_train_bad_input(X, y, kwargs, err, word):
     with pytest.raises(err, match=word):
         models.train(models.mlp(2, 3, 1, 1), X, y, progress=False, **kwargs)
+
+
+def test_train_threads_are_restored():
+    before = torch.get_num_threads()
+    X, y = data.two_moons(20, seed=0)
+    models.train(models.mlp(2, 4, 1, 1), X, y, max_epochs=2, threads=1, progress=False)
+    assert torch.get_num_threads() == before
 
 
 def test_train_progress_bar_can_be_shown(capsys):
