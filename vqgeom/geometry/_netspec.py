@@ -73,12 +73,12 @@ def _from_torch(model: Any) -> NetSpec:
     if not isinstance(model, (nn.Sequential, nn.Linear)):
         # Only a Sequential states its forward order; anything else could reorder or branch.
         raise TypeError(f"net: expected an nn.Sequential of Linear and CPA activations, got {type(model).__name__}")
-    mods = _flatten(model)
+    named = _flatten(model, "")
     layers: list = []
     names: list[str] = []
     pending: tuple[np.ndarray, np.ndarray, str] | None = None  # an affine map awaiting its activation
     in_dim: int | None = None
-    for i, m in enumerate(mods):
+    for i, (path, m) in enumerate(named):
         if isinstance(m, nn.Linear):
             W = m.weight.detach().cpu().double().numpy()
             b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
@@ -94,7 +94,7 @@ def _from_torch(model: Any) -> NetSpec:
         elif isinstance(m, (nn.Identity, nn.Flatten, nn.Dropout)):
             continue
         else:
-            act = _torch_act(m, i)
+            act, fname = _torch_act(m, i)
             if pending is None:
                 raise ValueError(f"net[{i}]: expected an activation after a Linear layer, got {type(m).__name__} first")
             W, b, where = pending
@@ -103,7 +103,8 @@ def _from_torch(model: Any) -> NetSpec:
             if act[0] == "prelu" and len(act[1]) == 1:
                 act = ("leaky", float(act[1][0]))
             layers.append((W, b, "relu" if act == ("relu",) else act))
-            names.append(f"{where}:{type(m).__name__}")
+            # The same layer names as vqgeom.encode: module path and activation function.
+            names.append(f"{path}:{fname}")
             pending = None
     if pending is not None:
         layers.append((pending[0], pending[1], None))
@@ -112,28 +113,34 @@ def _from_torch(model: Any) -> NetSpec:
     return NetSpec(layers, tuple(names), in_dim)
 
 
-def _flatten(module: Any) -> list:
+def _flatten(module: Any, path: str) -> list:
+    """``(path, module)`` leaves of nested Sequentials, paths as in ``named_modules``."""
     import torch.nn as nn
 
     if isinstance(module, (nn.Sequential, nn.ModuleList)):
-        return [m for child in module for m in _flatten(child)]
-    return [module]
+        return [
+            leaf
+            for name, child in module.named_children()
+            for leaf in _flatten(child, f"{path}.{name}" if path else name)
+        ]
+    return [(path or "0", module)]
 
 
-def _torch_act(m: Any, i: int) -> tuple:
+def _torch_act(m: Any, i: int) -> tuple[tuple, str]:
+    """The activation spec of module ``m`` and its function name (as ``vqgeom.encode`` names it)."""
     import torch.nn as nn
 
     # ReLU6 and Hardtanh subclass each other in some torch versions: test the specific one first.
     if isinstance(m, nn.ReLU):
-        return ("relu",)
+        return ("relu",), "relu"
     if isinstance(m, nn.ReLU6):
-        return ("hardtanh", 0.0, 6.0)
+        return ("hardtanh", 0.0, 6.0), "hardtanh"
     if isinstance(m, nn.Hardtanh):
-        return ("hardtanh", float(m.min_val), float(m.max_val))
+        return ("hardtanh", float(m.min_val), float(m.max_val)), "hardtanh"
     if isinstance(m, nn.LeakyReLU):
-        return ("leaky", float(m.negative_slope))
+        return ("leaky", float(m.negative_slope)), "leaky_relu"
     if isinstance(m, nn.PReLU):
-        return ("prelu", m.weight.detach().cpu().double().numpy().reshape(-1))
+        return ("prelu", m.weight.detach().cpu().double().numpy().reshape(-1)), "prelu"
     raise TypeError(
         f"net[{i}]: expected nn.Linear or a CPA activation (ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh), "
         f"got {type(m).__name__}"
@@ -169,7 +176,7 @@ def as_netspec(net: Any) -> NetSpec:
                 raise TypeError(f"net[{i}]: expected an (A, b) pair, got {type(pair).__name__}")
             A, b = _check_matrix(pair[0], pair[1], f"net[{i}]", layers[-1][0].shape[0] if layers else None)
             layers.append((A, b, "relu"))
-        return NetSpec(layers, tuple(f"{i}:relu" for i in range(len(layers))), layers[0][0].shape[1])
+        return NetSpec(layers, tuple(f"{2 * i + 1}:relu" for i in range(len(layers))), layers[0][0].shape[1])
     raise TypeError(
         "net_or_hyperplanes: expected a torch nn.Module, a list of (A, b) pairs, a (normals, offsets) pair "
         f"or vqgeom.Hyperplanes, got {type(net).__name__}"
@@ -185,4 +192,8 @@ def _hyperplanes(normals: Any, offsets: Any) -> NetSpec:
     if normals.ndim != 2:
         raise ValueError(f"normals: expected a 2-D (H, D) array, got shape {normals.shape}")
     A, b = _check_matrix(normals, offsets, "offsets", None)
+    zero = np.flatnonzero(~A.any(axis=1))
+    if zero.size:
+        # As vqgeom.Hyperplanes: the paper excludes a_H = 0 (no hyperplane at all).
+        raise ValueError(f"normals: expected nonzero normal vectors, got zero rows at {zero.tolist()[:10]}")
     return NetSpec([(A, b, "relu")], ("hyperplanes",), A.shape[1])

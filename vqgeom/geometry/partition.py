@@ -184,8 +184,8 @@ class _Poly2D:
         ha = np.where(swap, h1, h)
         hb = np.where(swap, h, h1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            t = ha / (ha - hb)
-        X = Pa + t[:, None] * (Pb - Pa)
+            t = ha / (ha - hb)  # NaN on non-crossing edges, whose X is never used
+            X = Pa + t[:, None] * (Pb - Pa)
         n = V.shape[0]
         items = np.empty((n, 2, 2))
         items[:, 0] = V
