@@ -1,0 +1,735 @@
+"""Exact linear-region partitions of CPA networks on a 1-D interval or a 2-D box.
+
+Algorithm (2-D)
+---------------
+Layer by layer. At the start of layer ``l`` every current region ``r`` (a convex
+polygon) carries the affine map ``z = M_r x + c_r`` from plane coordinates to the
+layer's input, so each of the layer's hyperplanes (unit ``j``, threshold ``t``) is the
+straight line ``(W_j M_r) x + (W_j c_r + b_j - t) = 0`` inside ``r``. The layer's
+hyperplanes are applied one at a time, and each one cuts *all* current regions at once:
+the polygons are stored as one flat ragged vertex array, and the half-plane clipping is
+vectorised over every polygon the line crosses. A region is only tested against a
+hyperplane when its layer-start ancestor is crossed by it (precomputed in one batch).
+Each polygon edge keeps the label of the hyperplane it lies on (``-1``: domain boundary).
+
+Tolerance
+---------
+All geometry is float64 in plane coordinates. A vertex whose distance to a line is at
+most ``tol * diam`` (``diam`` = the domain's diagonal, default ``tol = 1e-10``) counts as
+*on* the line. A line therefore splits a region only if vertices lie farther than that on
+both sides: no region thinner than ``tol * diam`` across a cut is ever created, lines
+through existing vertices reuse them, concurrent lines meet in shared vertices, and a
+hyperplane coincident with an existing edge (duplicate or antiparallel units, parallel
+copies closer than the tolerance) adds no region. Regions of zero area never exist.
+
+Adjacency
+---------
+Two regions are adjacent iff they share a boundary segment of positive length (longer
+than ``10 * tol * diam``). Vertices closer than ``10 * tol * diam`` are merged, shared
+edges are matched by their merged endpoints, and the few edges left unmatched (a
+T-junction where a cut ended on a vertex of one side only) are matched by collinear
+overlap. Each graph edge records the ``(layer, unit)`` of the hyperplane it lies on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..codes import Codes
+from ._netspec import NetSpec, _thresholds, as_netspec, layer_sizes
+
+__all__ = ["partition", "Partition", "plane_through", "forward_bits"]
+
+DEFAULT_TOL = 1e-10
+
+
+# ----------------------------------------------------------------------------------------
+# activation patterns
+# ----------------------------------------------------------------------------------------
+def _slopes_consts(bits: np.ndarray, act: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-region slope and constant of the activation, given the layer's bits ``(R, H)``."""
+    if act == "relu":
+        return bits.astype(np.float64), np.zeros_like(bits, dtype=np.float64)
+    kind = act[0]
+    if kind in ("leaky", "prelu"):
+        s = np.broadcast_to(np.asarray(act[1], dtype=np.float64), (n,))
+        return np.where(bits, 1.0, s[None, :]), np.zeros(bits.shape)
+    lo, hi = float(act[1]), float(act[2])
+    above_lo, above_hi = bits[:, :n], bits[:, n:]
+    slope = (above_lo & ~above_hi).astype(np.float64)
+    const = np.where(above_hi, hi, np.where(above_lo, 0.0, lo))
+    return slope, const
+
+
+def forward_bits(spec: NetSpec, X: np.ndarray) -> np.ndarray:
+    """Bits ``pre >= t`` of every coding layer at inputs ``X`` (N, D), float64, vectorised.
+
+    The same convention and unit order as ``vqgeom.kernels.reference.mlp_bits``.
+    """
+    z = np.asarray(X, dtype=np.float64)
+    cols = []
+    for A, b, act in spec.layers:
+        pre = z @ A.T + b
+        for t in _thresholds(act):
+            cols.append(pre >= t)
+        if act is None:
+            z = pre
+        else:
+            from ..kernels.reference import activate
+
+            z = activate(pre, act)
+    if not cols:
+        return np.zeros((z.shape[0], 0), dtype=bool)
+    return np.concatenate(cols, axis=1)
+
+
+# ----------------------------------------------------------------------------------------
+# 2-D: ragged convex polygons
+# ----------------------------------------------------------------------------------------
+def _next_index(off: np.ndarray) -> np.ndarray:
+    """For a flat ragged vertex array with region offsets ``off``, the index of each vertex's successor."""
+    n = int(off[-1])
+    nxt = np.arange(1, n + 1, dtype=np.int64)
+    if n:
+        nxt[off[1:] - 1] = off[:-1]
+    return nxt
+
+
+def _area_centroid(V: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shoelace area (R,) and area centroid (R, 2) of every polygon (counter-clockwise)."""
+    nxt = _next_index(off)
+    R = len(off) - 1
+    # Translate each polygon to its first vertex: the shoelace terms then stay small.
+    rid = np.repeat(np.arange(R), np.diff(off))
+    base = V[off[:-1]]
+    P = V - base[rid]
+    Q = P[nxt]
+    cr = P[:, 0] * Q[:, 1] - P[:, 1] * Q[:, 0]
+    area2 = np.bincount(rid, cr, minlength=R)
+    cx = np.bincount(rid, (P[:, 0] + Q[:, 0]) * cr, minlength=R)
+    cy = np.bincount(rid, (P[:, 1] + Q[:, 1]) * cr, minlength=R)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cen = np.stack([cx, cy], axis=1) / (3.0 * area2[:, None])
+    # Degenerate (zero-area) polygons fall back to their vertex mean.
+    bad = ~np.isfinite(cen).all(axis=1)
+    if bad.any():
+        cnt = np.diff(off)
+        mean = np.stack([np.bincount(rid, P[:, 0], R), np.bincount(rid, P[:, 1], R)], 1) / cnt[:, None]
+        cen[bad] = mean[bad]
+    return area2 / 2.0, cen + base
+
+
+class _Poly2D:
+    """The working state: flat ragged polygons, edge labels and layer-start ancestors."""
+
+    def __init__(self, bounds: tuple[float, float, float, float]):
+        x0, x1, y0, y1 = bounds
+        self.V = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+        self.E = np.full(4, -1, dtype=np.int64)
+        self.cnt = np.array([4], dtype=np.int64)
+        self.par = np.zeros(1, dtype=np.int64)
+
+    @property
+    def off(self) -> np.ndarray:
+        off = np.zeros(len(self.cnt) + 1, dtype=np.int64)
+        np.cumsum(self.cnt, out=off[1:])
+        return off
+
+    def cut(self, cand: np.ndarray, lines: np.ndarray, label: int, tol: float) -> None:
+        """Split every candidate region crossed by its line.
+
+        cand : bool (R,) regions to test; lines : (R0, 3) per layer-start ancestor, line
+        ``a . x + q = 0`` normalised to ``|a| = 1`` (rows with ``a = 0`` never cut).
+        """
+        cidx = np.flatnonzero(cand)
+        if cidx.size == 0:
+            return
+        cnt = self.cnt
+        vmask = np.repeat(cand, cnt)
+        Vc = self.V[vmask]
+        ccnt = cnt[cidx]
+        rid = np.repeat(np.arange(cidx.size), ccnt)
+        L = lines[self.par[cidx]][rid]
+        h = L[:, 0] * Vc[:, 0] + L[:, 1] * Vc[:, 1] + L[:, 2]
+        s = (h > tol).astype(np.int8) - (h < -tol).astype(np.int8)
+        coff = np.zeros(cidx.size + 1, dtype=np.int64)
+        np.cumsum(ccnt, out=coff[1:])
+        starts = coff[:-1]
+        has_pos = np.maximum.reduceat(s, starts) > 0
+        has_neg = np.minimum.reduceat(s, starts) < 0
+        split = has_pos & has_neg
+        if not split.any():
+            return
+        # Restrict to the vertices of split regions.
+        sv = split[rid]
+        V = Vc[sv]
+        E = self.E[vmask][sv]
+        s = s[sv]
+        h = h[sv]
+        scnt = ccnt[split]
+        ns = scnt.size
+        soff = np.zeros(ns + 1, dtype=np.int64)
+        np.cumsum(scnt, out=soff[1:])
+        nxt = _next_index(soff)
+        s1 = s[nxt]
+        cross = (s.astype(np.int16) * s1) < 0
+        # Interpolate from the lexicographically smaller endpoint, so that the two
+        # regions sharing an edge compute the very same crossing point.
+        V1, h1 = V[nxt], h[nxt]
+        swap = (V1[:, 0] < V[:, 0]) | ((V1[:, 0] == V[:, 0]) & (V1[:, 1] < V[:, 1]))
+        Pa = np.where(swap[:, None], V1, V)
+        Pb = np.where(swap[:, None], V, V1)
+        ha = np.where(swap, h1, h)
+        hb = np.where(swap, h, h1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = ha / (ha - hb)  # NaN on non-crossing edges, whose X is never used
+            X = Pa + t[:, None] * (Pb - Pa)
+        n = V.shape[0]
+        items = np.empty((n, 2, 2))
+        items[:, 0] = V
+        items[:, 1] = X
+        items = items.reshape(2 * n, 2)
+        keep_p = np.empty((n, 2), dtype=bool)
+        keep_p[:, 0] = s >= 0
+        keep_p[:, 1] = cross
+        keep_m = np.empty((n, 2), dtype=bool)
+        keep_m[:, 0] = s <= 0
+        keep_m[:, 1] = cross
+        lab_p = np.empty((n, 2), dtype=np.int64)
+        lab_p[:, 0] = np.where((s == 0) & (s1 < 0), label, E)
+        lab_p[:, 1] = np.where(s > 0, label, E)
+        lab_m = np.empty((n, 2), dtype=np.int64)
+        lab_m[:, 0] = np.where((s == 0) & (s1 > 0), label, E)
+        lab_m[:, 1] = np.where(s < 0, label, E)
+        keep_p, keep_m = keep_p.ravel(), keep_m.ravel()
+        srid2 = np.repeat(np.arange(ns), 2 * scnt)
+        cnt_p = np.bincount(srid2[keep_p], minlength=ns)
+        cnt_m = np.bincount(srid2[keep_m], minlength=ns)
+        gsplit = np.zeros(cnt.size, dtype=bool)
+        gsplit[cidx[split]] = True
+        gv = np.repeat(gsplit, cnt)
+        self.V = np.concatenate([self.V[~gv], items[keep_p], items[keep_m]])
+        self.E = np.concatenate([self.E[~gv], lab_p.ravel()[keep_p], lab_m.ravel()[keep_m]])
+        psplit = self.par[gsplit]
+        self.par = np.concatenate([self.par[~gsplit], psplit, psplit])
+        self.cnt = np.concatenate([cnt[~gsplit], cnt_p, cnt_m])
+
+
+def _layer_lines(M: np.ndarray, c: np.ndarray, A: np.ndarray, b: np.ndarray, ths: list[float]) -> np.ndarray:
+    """Hyperplanes of one layer in every region: (H, R, 3) rows ``(a0, a1, q)``, threshold-major.
+
+    M : (R, d, k) region maps (k = plane dimension), c : (R, d).
+    """
+    R, d, k = M.shape
+    n = A.shape[0]
+    Mc = np.concatenate([M, c[:, :, None]], axis=2)  # (R, d, k+1)
+    # One GEMM for all regions: (n, d) @ (d, R*(k+1)).
+    P = (A @ Mc.transpose(1, 0, 2).reshape(d, R * (k + 1))).reshape(n, R, k + 1)
+    P[:, :, k] += b[:, None]
+    out = np.repeat(P[None], len(ths), axis=0).reshape(len(ths) * n, R, k + 1)
+    for i, t in enumerate(ths):
+        out[i * n : (i + 1) * n, :, k] -= t
+    return out
+
+
+def _normalise_lines(lines: np.ndarray) -> np.ndarray:
+    """Scale each line to a unit normal; a zero normal becomes (0, 0, +-inf) (never cuts)."""
+    k = lines.shape[-1] - 1
+    nrm = np.sqrt((lines[..., :k] ** 2).sum(-1))
+    out = np.empty_like(lines)
+    zero = nrm == 0
+    safe = np.where(zero, 1.0, nrm)
+    out[..., :k] = lines[..., :k] / safe[..., None]
+    out[..., k] = np.where(zero, np.where(lines[..., k] >= 0, np.inf, -np.inf), lines[..., k] / safe)
+    out[..., :k][zero] = 0.0
+    return out
+
+
+def _crossed(V: np.ndarray, off: np.ndarray, unit_lines: np.ndarray, tol: float) -> np.ndarray:
+    """(R, H) bool: hyperplane h has vertices of region r farther than tol on both sides."""
+    H, R, _ = unit_lines.shape
+    out = np.zeros((R, H), dtype=bool)
+    cnt = np.diff(off)
+    a0 = np.ascontiguousarray(unit_lines[:, :, 0])
+    a1 = np.ascontiguousarray(unit_lines[:, :, 1])
+    q = np.ascontiguousarray(unit_lines[:, :, 2])
+    # Chunk the regions so the (H, vertices) matrices stay small (~2M entries).
+    step = max(1, int(2_000_000 // max(H, 1) // max(1.0, float(cnt.mean()) if R else 1.0)))
+    for r0 in range(0, R, step):
+        r1 = min(R, r0 + step)
+        v0, v1 = off[r0], off[r1]
+        rid = np.repeat(np.arange(r0, r1), cnt[r0:r1])
+        x, y = V[v0:v1, 0], V[v0:v1, 1]
+        h = a0[:, rid] * x
+        h += a1[:, rid] * y
+        h += q[:, rid]
+        starts = off[r0:r1] - v0
+        out[r0:r1] = ((np.maximum.reduceat(h, starts, axis=1) > tol) & (np.minimum.reduceat(h, starts, axis=1) < -tol)).T
+    return out
+
+
+def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: float, progress: bool):
+    st = _Poly2D(bounds)
+    diam = float(np.hypot(bounds[1] - bounds[0], bounds[3] - bounds[2]))
+    atol = tol * diam
+    M = M0[None].astype(np.float64)  # (R, D, 2)
+    c = c0[None].astype(np.float64)
+    base = 0
+    coding = [(A, b, act) for A, b, act in spec.layers if act is not None]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(_thresholds(a)) * A.shape[0] for A, _, a in coding), desc="partition", unit="hyperplane")
+    for A, b, act in coding:
+        ths = _thresholds(act)
+        n = A.shape[0]
+        raw = _layer_lines(M, c, A, b, ths)  # (H, R0, 3), per layer-start region
+        lines = _normalise_lines(raw)
+        H = lines.shape[0]
+        crossed = _crossed(st.V, st.off, lines, atol)  # (R0, H)
+        st.par = np.arange(len(st.cnt))
+        for k in range(H):
+            col = crossed[:, k]
+            if col.any():
+                st.cut(col[st.par], lines[k], base + k, atol)
+            if bar is not None:
+                bar.update(1)
+        # Bits of this layer at each region's centroid give the next affine maps.
+        _, cen = _area_centroid(st.V, st.off)
+        rawp = raw[:, st.par]  # (H, R, 3)
+        bits = (rawp[:, :, 0] * cen[None, :, 0] + rawp[:, :, 1] * cen[None, :, 1] + rawp[:, :, 2] >= 0).T
+        slope, const = _slopes_consts(bits, act, n)
+        pre = rawp[:n]  # the first threshold's lines; shift back to the raw pre-activation
+        M = slope[:, :, None] * pre[:, :, :2].transpose(1, 0, 2)
+        c = slope * (pre[:, :, 2].T + ths[0]) + const
+        base += H
+    if bar is not None:
+        bar.close()
+    return st
+
+
+# ----------------------------------------------------------------------------------------
+# 1-D: intervals
+# ----------------------------------------------------------------------------------------
+def _partition_1d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: float, progress: bool):
+    lo, hi = float(bounds[0]), float(bounds[1])
+    atol = tol * (hi - lo)
+    pts = np.array([lo, hi])
+    plab = np.array([-1, -1], dtype=np.int64)  # label of each breakpoint
+    M = M0[None].astype(np.float64)  # (R, D, 1)
+    c = c0[None].astype(np.float64)
+    base = 0
+    for A, b, act in spec.layers:
+        if act is None:
+            continue
+        ths = _thresholds(act)
+        n = A.shape[0]
+        raw = _layer_lines(M, c, A, b, ths)  # (H, R, 2): a x + q
+        H = raw.shape[0]
+        a, q = raw[:, :, 0], raw[:, :, 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = -q / a
+        left, right = pts[:-1][None, :], pts[1:][None, :]
+        inside = (a != 0) & (x > left + atol) & (x < right - atol)
+        kk, rr = np.nonzero(inside)
+        newx = x[kk, rr]
+        allx = np.concatenate([pts, newx])
+        alll = np.concatenate([plab, base + kk])
+        # Stable sort on (position, label): coincident breakpoints keep the first hyperplane.
+        order = np.lexsort((alll, allx))
+        allx, alll = allx[order], alll[order]
+        # New points lie farther than atol from the old ones; coincident new points merge.
+        keep = np.ones(allx.size, dtype=bool)
+        keep[1:] = np.diff(allx) > atol
+        allx, alll = allx[keep], alll[keep]
+        mids = 0.5 * (allx[:-1] + allx[1:])
+        par = np.clip(np.searchsorted(pts, mids) - 1, 0, len(pts) - 2)
+        rawp = raw[:, par]
+        bits = (rawp[:, :, 0] * mids[None, :] + rawp[:, :, 1] >= 0).T
+        slope, const = _slopes_consts(bits, act, n)
+        pre = rawp[:n]
+        M = slope[:, :, None] * pre[:, :, :1].transpose(1, 0, 2)
+        c = slope * (pre[:, :, 1].T + ths[0]) + const
+        pts, plab = allx, alll
+        base += H
+    return pts, plab
+
+
+# ----------------------------------------------------------------------------------------
+# adjacency
+# ----------------------------------------------------------------------------------------
+def _adjacency_2d(V: np.ndarray, E: np.ndarray, off: np.ndarray, merge_tol: float):
+    """Shared edges: arrays (i, j, label, p0 (k,2), p1 (k,2)) with i < j, one row per adjacent pair."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    nv = V.shape[0]
+    R = len(off) - 1
+    rid = np.repeat(np.arange(R), np.diff(off))
+    nxt = _next_index(off)
+    # Merge vertices closer than merge_tol (copies of one vertex held by several regions).
+    pairs = cKDTree(V).query_pairs(merge_tol, output_type="ndarray")
+    g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(nv, nv))
+    _, vid = connected_components(g, directed=False)
+    internal = np.flatnonzero(E >= 0)
+    a, b = vid[internal], vid[nxt[internal]]
+    ok = a != b
+    internal, a, b = internal[ok], a[ok], b[ok]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo.astype(np.int64) * (int(vid.max()) + 1) + hi
+    order = np.argsort(key, kind="stable")
+    key_s = key[order]
+    same = key_s[1:] == key_s[:-1]
+    first = order[:-1][same]
+    second = order[1:][same]
+    ri, rj = rid[internal[first]], rid[internal[second]]
+    good = ri != rj
+    matched = np.zeros(internal.size, dtype=bool)
+    matched[first[good]] = True
+    matched[second[good]] = True
+    ei = internal[first[good]]
+    out_i, out_j, out_lab = [ri[good]], [rj[good]], [E[ei]]
+    out_p0, out_p1 = [V[ei]], [V[nxt[ei]]]
+    # Edges left over: match by collinear overlap of positive length.
+    rest = internal[~matched]
+    if rest.size:
+        fi, fj, fe = _overlap_pairs(V[rest], V[nxt[rest]], rid[rest], merge_tol)
+        if fi.size:
+            out_i.append(rid[rest[fi]])
+            out_j.append(rid[rest[fj]])
+            out_lab.append(E[rest[fi]])
+            p0, p1 = _overlap_segment(V[rest[fi]], V[nxt[rest[fi]]], V[rest[fj]], V[nxt[rest[fj]]])
+            out_p0.append(p0)
+            out_p1.append(p1)
+    i = np.concatenate(out_i)
+    j = np.concatenate(out_j)
+    lab = np.concatenate(out_lab)
+    p0 = np.concatenate(out_p0)
+    p1 = np.concatenate(out_p1)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    # One row per pair of regions (two regions can share collinear pieces of one edge).
+    _, first_idx = np.unique(lo * R + hi, return_index=True)
+    return lo[first_idx], hi[first_idx], lab[first_idx], p0[first_idx], p1[first_idx]
+
+
+def _overlap_pairs(P0: np.ndarray, P1: np.ndarray, reg: np.ndarray, tol: float):
+    """Pairs of segments from different regions, collinear within tol, overlapping longer than tol."""
+    from scipy.spatial import cKDTree
+
+    mid = 0.5 * (P0 + P1)
+    half = 0.5 * np.hypot(*(P1 - P0).T)
+    tree = cKDTree(mid)
+    rmax = float(half.max()) if half.size else 0.0
+    cand = tree.query_ball_point(mid, half + rmax + tol)
+    ii = np.repeat(np.arange(len(mid)), [len(c) for c in cand])
+    jj = np.fromiter((j for c in cand for j in c), dtype=np.int64, count=ii.size)
+    m = (ii < jj) & (reg[ii] != reg[jj])
+    ii, jj = ii[m], jj[m]
+    d = P1[ii] - P0[ii]
+    ln = np.hypot(d[:, 0], d[:, 1])
+    u = d / np.where(ln > 0, ln, 1.0)[:, None]
+    nrm = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    dist0 = np.abs(((P0[jj] - P0[ii]) * nrm).sum(1))
+    dist1 = np.abs(((P1[jj] - P0[ii]) * nrm).sum(1))
+    t0 = ((P0[jj] - P0[ii]) * u).sum(1)
+    t1 = ((P1[jj] - P0[ii]) * u).sum(1)
+    ov = np.minimum(ln, np.maximum(t0, t1)) - np.maximum(0.0, np.minimum(t0, t1))
+    ok = (dist0 <= tol) & (dist1 <= tol) & (ov > tol)
+    return ii[ok], jj[ok], None
+
+
+def _overlap_segment(a0, a1, b0, b1):
+    d = a1 - a0
+    ln = np.hypot(d[:, 0], d[:, 1])
+    u = d / np.where(ln > 0, ln, 1.0)[:, None]
+    t0 = ((b0 - a0) * u).sum(1)
+    t1 = ((b1 - a0) * u).sum(1)
+    s = np.maximum(0.0, np.minimum(t0, t1))
+    e = np.minimum(ln, np.maximum(t0, t1))
+    return a0 + s[:, None] * u, a0 + e[:, None] * u
+
+
+# ----------------------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------------------
+def plane_through(x0: Any, x1: Any, x2: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plane through three inputs, as ``(origin, dir1, dir2)`` for :func:`partition`.
+
+    ``x0`` maps to plane coordinates (0, 0), ``x1`` to (1, 0) and ``x2`` to (0, 1).
+
+    Parameters
+    ----------
+    x0, x1, x2 : array_like, shape (D,)
+    """
+    x0, x1, x2 = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (x0, x1, x2))
+    if not (x0.shape == x1.shape == x2.shape):
+        raise ValueError(f"x0, x1, x2: expected three inputs of one shape, got {x0.shape}, {x1.shape}, {x2.shape}")
+    d1, d2 = x1 - x0, x2 - x0
+    if np.linalg.matrix_rank(np.stack([d1, d2])) < 2:
+        raise ValueError("x0, x1, x2: expected three points not on one line, got collinear points")
+    return x0, d1, d2
+
+
+def _parse_plane(plane: Any, D: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M0 (D, k), c0 (D,)) from ``plane`` (None: identity when D == k)."""
+    if plane is None:
+        if D != k:
+            raise ValueError(
+                f"plane: the network has {D}-dimensional inputs and bounds describe a {k}-D domain; "
+                f"pass plane=(origin, dir1{', dir2' if k == 2 else ''}) or plane_through(x0, x1, x2)"
+            )
+        return np.eye(D), np.zeros(D)
+    if not isinstance(plane, (tuple, list)) or len(plane) != k + 1:
+        raise ValueError(
+            f"plane: expected (origin, {'dir1, dir2' if k == 2 else 'direction'}) for a {k}-D domain, got {plane!r:.80}"
+        )
+    vecs = [np.asarray(v, dtype=np.float64).reshape(-1) for v in plane]
+    for i, v in enumerate(vecs):
+        if v.shape != (D,):
+            raise ValueError(f"plane[{i}]: expected a vector of length {D} (the input dimension), got shape {v.shape}")
+    dirs = np.stack(vecs[1:], axis=1)
+    if np.linalg.matrix_rank(dirs) < k:
+        raise ValueError("plane: expected linearly independent directions, got dependent ones")
+    return dirs, vecs[0]
+
+
+def partition(
+    net_or_hyperplanes: Any,
+    bounds: Sequence[float],
+    *,
+    plane: Any = None,
+    tol: float = DEFAULT_TOL,
+    progress: bool = False,
+) -> "Partition":
+    """Exact linear regions of a CPA network (or a hyperplane arrangement) on a box or interval.
+
+    Parameters
+    ----------
+    net_or_hyperplanes : torch.nn.Sequential, list of (A, b), (normals, offsets) or vqgeom.Hyperplanes
+        See :func:`vqgeom.geometry._netspec.as_netspec`. Supported activations: ReLU, LeakyReLU,
+        PReLU, ReLU6, Hardtanh; a trailing ``nn.Linear`` is an output layer (no bits).
+    bounds : (xmin, xmax, ymin, ymax) or (lo, hi)
+        The 2-D box or the 1-D interval, in plane coordinates.
+    plane : (origin, dir1, dir2) or (origin, direction), optional
+        The input ``x = origin + u * dir1 + v * dir2`` for plane coordinates ``(u, v)``
+        (1-D: ``x = origin + u * direction``). Use :func:`plane_through` for the plane through
+        three inputs. Required when the input dimension differs from the domain's.
+    tol : float
+        Relative tolerance (times the domain's diameter): vertices this close to a hyperplane
+        are on it. See the module docstring.
+    progress : bool
+        Show a tqdm bar over the hyperplanes (2-D).
+
+    Returns
+    -------
+    Partition
+    """
+    spec = as_netspec(net_or_hyperplanes)
+    try:
+        bounds = tuple(float(v) for v in bounds)
+    except TypeError:
+        raise TypeError(f"bounds: expected (xmin, xmax, ymin, ymax) or (lo, hi), got {bounds!r}") from None
+    if len(bounds) not in (2, 4):
+        raise ValueError(f"bounds: expected 4 numbers (2-D box) or 2 (1-D interval), got {len(bounds)}")
+    if not all(np.isfinite(bounds)) or any(bounds[2 * i] >= bounds[2 * i + 1] for i in range(len(bounds) // 2)):
+        raise ValueError(f"bounds: expected finite bounds with min < max on each axis, got {bounds}")
+    if not (isinstance(tol, (int, float)) and 0 <= tol < 1e-3):
+        raise ValueError(f"tol: expected a relative tolerance in [0, 1e-3), got {tol!r}")
+    k = len(bounds) // 2
+    M0, c0 = _parse_plane(plane, spec.in_dim, k)
+    if k == 2:
+        st = _partition_2d(spec, M0, c0, bounds, float(tol), progress)
+        return Partition._from_2d(spec, st, bounds, M0, c0, float(tol))
+    pts, plab = _partition_1d(spec, M0, c0, bounds, float(tol), progress)
+    return Partition._from_1d(spec, pts, plab, bounds, M0, c0, float(tol))
+
+
+class Partition:
+    """The linear regions of a network on a box (2-D) or an interval (1-D).
+
+    Attributes
+    ----------
+    dim : int
+        1 or 2 (plane coordinates).
+    bounds : tuple of float
+    n_regions : int
+    vertices : ndarray float64 (V, 2)
+        2-D: every region's polygon vertices, counter-clockwise, regions one after another.
+    offsets : ndarray int64 (n_regions + 1,)
+        2-D: region ``r`` is ``vertices[offsets[r]:offsets[r+1]]``.
+    edge_labels : ndarray int64 (V,)
+        2-D: the global hyperplane index of the edge leaving each vertex (-1: domain boundary).
+    intervals : ndarray float64 (n_regions, 2)
+        1-D: ``(lo, hi)`` of each region, in increasing order.
+    areas : ndarray float64 (n_regions,)
+        Polygon areas (2-D) or interval lengths (1-D).
+    points : ndarray float64 (n_regions, dim)
+        Interior representative points in plane coordinates (area centroid / midpoint).
+    inputs : ndarray float64 (n_regions, D)
+        The same points in input space (``origin + points @ dirs.T``).
+    codes : Codes
+        One row per region: the network's code at its representative point.
+    layer_sizes : tuple of int
+        Bits per coding layer (matches ``codes.layer_sizes``).
+    """
+
+    def __init__(self) -> None:  # built by partition()
+        self._graph = None
+        self._regions = None
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def _common(cls, spec, bounds, M0, c0, tol):
+        p = cls()
+        p.spec = spec
+        p.bounds = bounds
+        p.tol = tol
+        p.plane_map = (M0, c0)
+        p.layer_sizes = layer_sizes(spec)
+        p.layer_names = spec.names
+        p._layer_base = np.concatenate([[0], np.cumsum(p.layer_sizes)]).astype(np.int64)
+        return p
+
+    @classmethod
+    def _from_2d(cls, spec, st, bounds, M0, c0, tol):
+        p = cls._common(spec, bounds, M0, c0, tol)
+        p.dim = 2
+        p.vertices, p.edge_labels, p.offsets = st.V, st.E, st.off
+        p.areas, p.points = _area_centroid(st.V, st.off)
+        p._finish()
+        diam = float(np.hypot(bounds[1] - bounds[0], bounds[3] - bounds[2]))
+        i, j, lab, p0, p1 = _adjacency_2d(st.V, st.E, st.off, 10 * tol * diam if tol > 0 else 1e-12 * diam)
+        p._set_edges(i, j, lab, np.stack([p0, p1], axis=1))
+        return p
+
+    @classmethod
+    def _from_1d(cls, spec, pts, plab, bounds, M0, c0, tol):
+        p = cls._common(spec, bounds, M0, c0, tol)
+        p.dim = 1
+        p.intervals = np.stack([pts[:-1], pts[1:]], axis=1)
+        p.areas = pts[1:] - pts[:-1]
+        p.points = (0.5 * (pts[:-1] + pts[1:]))[:, None]
+        p._finish()
+        n = len(pts) - 1
+        i = np.arange(n - 1)
+        seg = np.repeat(pts[1:-1, None, None], 2, axis=1)
+        p._set_edges(i, i + 1, plab[1:-1], seg)
+        return p
+
+    def _finish(self) -> None:
+        M0, c0 = self.plane_map
+        self.inputs = c0[None, :] + self.points @ M0.T
+        bits = forward_bits(self.spec, self.inputs)
+        self.codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names)
+
+    def _set_edges(self, i, j, lab, segments) -> None:
+        lab = np.asarray(lab, dtype=np.int64)
+        self.edge_index = np.stack([i, j], axis=1).astype(np.int64)  # (E, 2), i < j
+        layer = np.searchsorted(self._layer_base, lab, side="right") - 1
+        self.edge_layer = layer.astype(np.int64)
+        self.edge_unit = (lab - self._layer_base[layer]).astype(np.int64)
+        self.edge_segments = segments  # (E, 2, dim): the shared boundary piece
+
+    # -- views ----------------------------------------------------------------------------
+    @property
+    def n_regions(self) -> int:
+        return int(self.areas.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_regions
+
+    def __repr__(self) -> str:
+        return f"Partition(dim={self.dim}, n_regions={self.n_regions}, layer_sizes={self.layer_sizes})"
+
+    def polygon(self, r: int) -> np.ndarray:
+        """Vertices (k, 2) of region ``r`` (2-D)."""
+        return self.vertices[self.offsets[r] : self.offsets[r + 1]]
+
+    @property
+    def regions(self) -> list:
+        """shapely Polygons (2-D) or ``(lo, hi)`` tuples (1-D), one per region (built on first use)."""
+        if self._regions is None:
+            if self.dim == 1:
+                self._regions = [tuple(map(float, iv)) for iv in self.intervals]
+            else:
+                import shapely
+
+                ring_idx = np.repeat(np.arange(self.n_regions), np.diff(self.offsets))
+                rings = shapely.linearrings(self.vertices, indices=ring_idx)
+                self._regions = list(shapely.polygons(rings))
+        return self._regions
+
+    @property
+    def graph(self):
+        """networkx Graph over region indices; each edge has ``layer`` and ``unit`` attributes."""
+        if self._graph is None:
+            import networkx as nx
+
+            G = nx.Graph()
+            G.add_nodes_from(range(self.n_regions))
+            G.add_edges_from(
+                (int(i), int(j), {"layer": int(l), "unit": int(u)})
+                for (i, j), l, u in zip(self.edge_index, self.edge_layer, self.edge_unit)
+            )
+            self._graph = G
+        return self._graph
+
+    def adjacency(self, weights: Sequence[float] | None = None):
+        """Sparse symmetric (R, R) adjacency matrix (CSR, float64), entries = edge layer weight (1 by default)."""
+        from scipy.sparse import csr_matrix
+
+        R = self.n_regions
+        if weights is None:
+            w = np.ones(len(self.edge_index))
+        else:
+            wl = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if wl.shape != (len(self.layer_sizes),):
+                raise ValueError(f"weights: expected {len(self.layer_sizes)} layer weights, got shape {wl.shape}")
+            if np.any(wl <= 0) or not np.all(np.isfinite(wl)):
+                raise ValueError(f"weights: expected positive finite layer weights, got {wl}")
+            w = wl[self.edge_layer]
+        i, j = self.edge_index[:, 0], self.edge_index[:, 1]
+        return csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
+
+    def distances(self, weights: Sequence[float] | None = None, *, sources: Any = None) -> np.ndarray:
+        """d_Omega between regions: hop distance, or with ``weights`` each hop costs its layer's weight.
+
+        Parameters
+        ----------
+        weights : sequence of float, optional
+            One positive weight per coding layer.
+        sources : array_like of int, optional
+            Rows to compute (default: all regions).
+
+        Returns
+        -------
+        ndarray float64 (len(sources), n_regions)
+            ``inf`` between regions in different connected components.
+        """
+        from scipy.sparse.csgraph import shortest_path
+
+        adj = self.adjacency(weights)
+        idx = None if sources is None else np.asarray(sources, dtype=np.int64).reshape(-1)
+        if weights is None:
+            return shortest_path(adj, method="D", unweighted=True, directed=False, indices=idx)
+        return shortest_path(adj, method="D", directed=False, indices=idx)
+
+    def code_distances(self, weights: Sequence[float] | None = None, *, per_layer: bool = False) -> np.ndarray:
+        """VQ distance between the regions' codes: (R, R) float64, or (L, R, R) int64 with ``per_layer``."""
+        bits = self.codes.unpack()
+        out = []
+        start = 0
+        for b in self.layer_sizes:
+            s = np.where(bits[:, start : start + b], 1.0, -1.0)
+            # +-1 Gram: Hamming = (b - <s, t>) / 2, exact in float64 for b < 2**52.
+            out.append(np.rint((b - s @ s.T) / 2).astype(np.int64))
+            start += b
+        per = np.stack(out) if out else np.zeros((0, self.n_regions, self.n_regions), dtype=np.int64)
+        if per_layer:
+            return per
+        w = np.ones(len(self.layer_sizes)) if weights is None else np.asarray(weights, dtype=np.float64)
+        return np.tensordot(w, per.astype(np.float64), axes=1) if len(w) else np.zeros(per.shape[1:])
