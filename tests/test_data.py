@@ -13,9 +13,8 @@ import pytest
 
 from vqgeom import data
 
-MNIST_DIR = Path(os.environ.get("VQGEOM_MNIST", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"))
-if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-    MNIST_DIR = Path("/work/shared/data/mnist")
+# the MNIST test set lives beside the project (never in it): ../shared/data/mnist, or $VQGEOM_MNIST
+MNIST_DIR = Path(os.environ.get("VQGEOM_MNIST") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")
 HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST test files not found in {MNIST_DIR} (set VQGEOM_MNIST)")
 
