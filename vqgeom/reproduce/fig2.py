@@ -58,7 +58,7 @@ class Settings:
     max_epochs: int = 5000
     loss_tol: float = 1e-4
     patience: int = 200
-    seeds: int = 3
+    seeds: int = 5
     data_seed: int = 0
     n_test: int = 1000  # held-out points to check what the networks learned (not in the paper)
     knn_k: int = 5
