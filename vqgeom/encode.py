@@ -13,6 +13,8 @@ bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits.
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -520,3 +522,18 @@ def _act_spec(m: nn.Module) -> Any:
     if isinstance(m, nn.Hardtanh):
         return ("hardtanh", float(m.min_val), float(m.max_val))
     raise EncodingError(f"net: activation {type(m).__name__} has no reference spec")
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`encode`.
+
+    ``vqgeom.encode`` names both this submodule and its function. Importing the submodule (as
+    ``vq_kernel`` and ``compare`` do) rebinds the package attribute ``vqgeom.encode`` to the
+    module, so ``vqgeom.encode(net, X)`` must work on the module too.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Codes:
+        return encode(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
