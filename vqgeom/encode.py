@@ -375,6 +375,8 @@ def encode(
     """
     from ._backend import resolve_backend
 
+    if array_module(X) == "numpy":
+        X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
     check_finite_nonempty(X, "X")
     name = resolve_backend(backend, X)
     if batch_size is not None:
