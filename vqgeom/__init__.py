@@ -45,7 +45,10 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        module = importlib.import_module(_EXPORTS[name])
+        # encode, mds, knn: the callable submodule of that name, which is what the import system
+        # binds here too, so the attribute does not depend on import order (see vqgeom._callable).
+        value = module if module.__name__ == f"vqgeom.{name}" else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'vqgeom' has no attribute {name!r}")

@@ -13,8 +13,6 @@ bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits.
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ._arrays import array_module, describe, to_numpy
+from ._callable import make_module_callable
 from ._validate import check_finite_nonempty, check_int
 from .codes import Codes, pack_bits
 
@@ -526,16 +525,5 @@ def _act_spec(m: nn.Module) -> Any:
     raise EncodingError(f"net: activation {type(m).__name__} has no reference spec")
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`encode`.
-
-    ``vqgeom.encode`` names both this submodule and its function. Importing the submodule (as
-    ``vq_kernel`` and ``compare`` do) rebinds the package attribute ``vqgeom.encode`` to the
-    module, so ``vqgeom.encode(net, X)`` must work on the module too.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Codes:
-        return encode(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# vqgeom.encode is this module and its function: see vqgeom._callable.
+make_module_callable(__name__)
