@@ -1,0 +1,103 @@
+"""Import hygiene (issue 2 items 1 and 2): vqgeom loads neither triton, cupy nor shapely until used,
+vqgeom.kernels is the installed kernels/ directory, and the package exports resolve."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import vqgeom
+
+HEAVY = ("triton", "cupy", "shapely")
+
+
+def run_isolated(code: str, tmp_path: Path) -> None:
+    # A fresh interpreter, started outside the repository so the checkout's own directories
+    # are not on sys.path.
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_import_loads_no_optional_backend(tmp_path):
+    run_isolated(
+        f"""
+        import sys
+        import vqgeom, vqgeom.kernels, vqgeom.kernels.reference, vqgeom.kernels.cpu
+        loaded = [m for m in {HEAVY!r} if m in sys.modules]
+        assert not loaded, loaded
+        """,
+        tmp_path,
+    )
+
+
+def test_cpu_pipeline_loads_no_optional_backend(tmp_path):
+    run_isolated(
+        f"""
+        import sys
+        import numpy as np, torch, vqgeom
+        net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        X = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+        codes = vqgeom.encode(net, X)
+        K = vqgeom.pairwise_distances(codes)
+        vqgeom.heat_kernel(K, 2.0); vqgeom.mds(codes, 2); vqgeom.knn(codes, k=2)
+        vqgeom.compare([net, net], X, [1.0])
+        loaded = [m for m in {HEAVY!r} if m in sys.modules]
+        assert not loaded, loaded
+        """,
+        tmp_path,
+    )
+
+
+def test_kernels_installed_under_vqgeom_only(tmp_path):
+    repo = Path(vqgeom.__file__).resolve().parents[1]
+    run_isolated(
+        f"""
+        import importlib.util, pathlib
+        import vqgeom.kernels
+        assert pathlib.Path(vqgeom.kernels.__file__).resolve() == pathlib.Path({str(repo / "kernels" / "__init__.py")!r})
+        spec = importlib.util.find_spec("kernels")
+        assert spec is None or "vqgeom" not in (spec.origin or ""), spec
+        """,
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "vqgeom.vq_kernel(net, X)",  # imports the vqgeom.encode submodule internally
+        "vqgeom.MDSResult, vqgeom.Hyperplanes",  # lazy exports that load the submodules
+        "import vqgeom.encode, vqgeom.mds, vqgeom.knn",
+        "from vqgeom.knn import knn; from vqgeom.mds import MDSResult; from vqgeom.encode import EncodingError",
+        "vqgeom.encode, vqgeom.mds, vqgeom.knn",  # the functions first
+    ],
+)
+def test_functions_named_like_their_submodule_stay_callable(tmp_path, first):
+    # vqgeom.encode, vqgeom.mds and vqgeom.knn are each a submodule and a function; importing a
+    # submodule rebinds the package attribute, which once made them uncallable depending on order.
+    run_isolated(
+        f"""
+        import torch, vqgeom
+        net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
+        X = torch.randn(6, 2)
+        {first}
+        codes = vqgeom.encode(net, X)
+        assert (vqgeom.pairwise_distances(codes) == vqgeom.vq_kernel(net, X)).all()
+        d, i = vqgeom.knn(codes, k=1)
+        vqgeom.mds(vqgeom.Codes.from_bits(torch.eye(4, dtype=torch.bool), [4]), 2)
+        from vqgeom.encode import reference_layers
+        import vqgeom.encode as enc
+        assert enc.reference_layers is reference_layers
+        """,
+        tmp_path,
+    )
+
+
+def test_public_names_resolve():
+    for name in vqgeom.__all__:
+        assert getattr(vqgeom, name) is not None, name
+    assert set(vqgeom.__all__) <= set(dir(vqgeom))
