@@ -52,14 +52,14 @@ def _int_mm_ok() -> bool:
     return hasattr(torch, "_int_mm")
 
 
-def int_gemm(a: np.ndarray, bt: torch.Tensor) -> torch.Tensor:
-    """``a @ bt`` for int8 ``a`` (n, K) and int8 ``bt`` (K, m) as exact int32."""
-    at = torch.from_numpy(a)
+def int_gemm(a: torch.Tensor, bt: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = a @ bt`` for int8 ``a`` (n, K) and int8 ``bt`` (K, m), exact in int32."""
     if _int_mm_ok():
-        return torch._int_mm(at, bt)
+        return torch._int_mm(a, bt, out=out)
     # float32 is exact for these ±127-bounded products while sums stay below 2**24;
     # callers check the bound before taking this route.
-    return (at.float() @ bt.float()).to(torch.int32)
+    out.copy_(a.float() @ bt.float())
+    return out
 
 
 def pairwise_hamming(
@@ -69,7 +69,7 @@ def pairwise_hamming(
     weights: np.ndarray | None,
     out_dtype: np.dtype,
     *,
-    block_bytes: int = 64 << 20,
+    block_bytes: int = 4 << 20,
     per_layer: bool = False,
 ) -> np.ndarray:
     """Weighted Hamming distances between packed codes.
@@ -83,7 +83,7 @@ def pairwise_hamming(
         Integer-valued weights give exact integers in ``out_dtype``.
     out_dtype : numpy dtype of the result
     block_bytes : int
-        Row blocks are sized so that one int32 GEMM result block stays under this.
+        Row blocks are sized so that the reused int32 GEMM block stays under this.
     per_layer : bool
         Return ``(L, N, M)`` unweighted per-layer distances instead.
 
@@ -111,10 +111,14 @@ def pairwise_hamming(
         exact = total <= _INT32_LIMIT and (_int_mm_ok() or total < _F32_EXACT)
         if small and exact:
             sy = torch.from_numpy(signs_int8(wy, sizes, w_int)).T.contiguous()
-            sx = signs_int8(wx, sizes)
-            rows = max(1, block_bytes // (4 * m))
+            sx = torch.from_numpy(signs_int8(wx, sizes))
+            # One small reused int32 block (a few MB, cache-resident): a fresh N x M
+            # int32 temporary costs more in page faults than the GEMM itself.
+            rows = int(max(16, min(n, block_bytes // (4 * m))))
+            buf = torch.empty((rows, m), dtype=torch.int32)
             for r in range(0, n, rows):
-                g = int_gemm(sx[r : r + rows], sy)
+                g = buf[: min(rows, n - r)]
+                int_gemm(sx[r : r + rows], sy, out=g)
                 torch.sub(total, g, out=g)
                 g.bitwise_right_shift_(1)  # (total - <s, Wt>) is even: 2 * weighted Hamming
                 out[r : r + rows] = g.numpy()

@@ -341,7 +341,7 @@ def encode(
     batch_size: int | None = None,
     allow_non_cpa: bool = False,
     backend: str = "auto",
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Codes:
     """Activation codes of ``X`` under ``model``.
 
@@ -362,8 +362,8 @@ def encode(
     backend : str
         ``"auto"``, ``"cpu"``, ``"numpy"`` or ``"triton"`` (fused GPU encoder for plain
         Linear + ReLU/LeakyReLU MLPs); see :mod:`vqgeom._backend`.
-    progress : bool
-        Show a progress bar over batches.
+    progress : bool, optional
+        Show a progress bar over batches (default: only when there are more than 8).
 
     Returns
     -------
@@ -394,12 +394,14 @@ def encode(
     return _encode_module(net, X, batch_size, allow_non_cpa, progress)
 
 
-def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa: bool, progress: bool) -> Codes:
+def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa: bool, progress: bool | None) -> Codes:
     check_module(net, allow_non_cpa)
     dtype, device = _module_dtype_device(net)
     n = int(X.shape[0])
     row_elems = int(np.prod(X.shape[1:])) if len(X.shape) > 1 else 1
     bs = batch_size or _default_batch(row_elems)
+    if progress is None:
+        progress = n > 8 * bs
     stack: list[str] = []
     handles = []
     for mname, mod in net.named_modules():
