@@ -460,3 +460,68 @@ def test_progress_bar_can_be_shown(make_mlp, capsys):
     X = np.random.default_rng(0).normal(size=(10, 2))
     bits, sizes = reference.mlp_bits(spec, X)
     assert_codes(vqgeom.encode(net, X, batch_size=3, progress=True), bits, sizes)
+
+
+class Functional(nn.Module):
+    """Every CPA spelling the tracer knows, called inside forward, with in-place variants."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.lins = nn.ModuleList([nn.Linear(d, d, dtype=torch.float64) for _ in range(8)])
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        l = self.lins
+        x = F.relu6(l[0](x))
+        x = F.leaky_relu(l[1](x), 0.2)
+        x = F.hardtanh(l[2](x), min_val=-0.5, max_val=0.75)
+        x = torch.clamp(l[3](x), max=0.25)
+        x = l[4](x).clamp_min(-0.125)
+        x = F.hardsigmoid(l[5](x))
+        x = self.act(l[6](x))
+        return l[7](x).relu_()
+
+
+def functional_bits(net, X):
+    """Explicit float64 forward of :class:`Functional`: (bits, sizes) with its kinks."""
+    steps = [
+        ([0.0, 6.0], lambda p: np.clip(p, 0.0, 6.0)),
+        ([0.0], lambda p: np.where(p >= 0, p, 0.2 * p)),
+        ([-0.5, 0.75], lambda p: np.clip(p, -0.5, 0.75)),
+        ([0.25], lambda p: np.minimum(p, 0.25)),
+        ([-0.125], lambda p: np.maximum(p, -0.125)),
+        ([-3.0, 3.0], lambda p: np.clip(p + 3.0, 0.0, 6.0) / 6.0),
+        ([0.0], lambda p: np.maximum(p, 0.0)),
+        ([0.0], lambda p: np.maximum(p, 0.0)),
+    ]
+    cols, sizes, z = [], [], X
+    for lin, (ths, f) in zip(net.lins, steps):
+        pre = _np_linear(lin, z)
+        cols += [pre >= t for t in ths]
+        sizes.append(len(ths) * pre.shape[1])
+        z = f(pre)
+    return np.concatenate(cols, axis=1), sizes
+
+
+def test_functional_activations_are_traced():
+    torch.manual_seed(0)
+    net = Functional(6)
+    with torch.no_grad():
+        for lin in net.lins:
+            lin.weight.mul_(4.0)  # spread pre-activations over the kinks at +-3 and 6
+    X = np.random.default_rng(0).normal(scale=3.0, size=(40, 6))
+    bits, sizes = functional_bits(net, X)
+    codes = vqgeom.encode(net, X, batch_size=16)
+    assert_codes(codes, bits, sizes)
+    assert len(codes.layer_names) == 8 and all(":" in n for n in codes.layer_names)
+
+
+def test_forward_runs_in_the_model_dtype():
+    # 1 - 2**-30 is below 1 in float64 but rounds to 1.0 in float32, where the pre-activation
+    # x - 1 is then exactly 0 (bit set); in float64 it is negative (bit unset).
+    X = np.array([[1.0 - 2**-30]])
+    net64 = nn.Sequential(_fixed_linear([[1.0]], [-1.0]), nn.ReLU())
+    net32 = nn.Sequential(_fixed_linear([[1.0]], [-1.0]).float(), nn.ReLU())
+    assert not vqgeom.encode(net64, X).unpack()[0, 0]
+    assert vqgeom.encode(net32, X).unpack()[0, 0]
+    assert vqgeom.encode(net32, torch.from_numpy(X)).unpack()[0, 0]
