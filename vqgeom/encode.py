@@ -216,10 +216,11 @@ def check_module(model: nn.Module, allow_non_cpa: bool = False) -> None:
 class _Recorder(TorchFunctionMode):
     """Records the sign bits of every activation's input during one forward pass."""
 
-    def __init__(self, allow_non_cpa: bool, stack: list[str]):
+    def __init__(self, allow_non_cpa: bool, stack: list[str], rows: int):
         super().__init__()
         self.allow_non_cpa = allow_non_cpa
         self.stack = stack
+        self.rows = rows
         self.bits: list[torch.Tensor] = []
         self.names: list[str] = []
 
@@ -247,6 +248,13 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
     def _record(self, pre: torch.Tensor, ths: list[float], fname: str) -> None:
+        if pre.ndim == 0 or pre.shape[0] != self.rows:
+            # e.g. a parameter clamped inside forward: no bits per input (and torch.cat would fail).
+            raise EncodingError(
+                f"model: {fname} called in {self._where()!r} on a tensor of shape {tuple(pre.shape)}, expected "
+                f"one with the batch's {self.rows} rows first; activations of parameters or constants have "
+                "no hyperplanes per input"
+            )
         flat = pre.detach().reshape(pre.shape[0], -1)
         # Threshold-major: every unit's bit at the first kink, then at the second.
         self.bits.append(torch.cat([flat >= t for t in ths], dim=1) if len(ths) > 1 else flat >= ths[0])
@@ -419,7 +427,7 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
         with _EvalMode(net), torch.no_grad():
             for s, e in _batches(n, bs):
                 xb = _as_input(X[s:e], dtype, device)
-                rec = _Recorder(allow_non_cpa, stack)
+                rec = _Recorder(allow_non_cpa, stack, e - s)
                 stack.clear()
                 try:
                     with rec:
