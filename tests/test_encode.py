@@ -525,3 +525,21 @@ def test_forward_runs_in_the_model_dtype():
     assert not vqgeom.encode(net64, X).unpack()[0, 0]
     assert vqgeom.encode(net32, X).unpack()[0, 0]
     assert vqgeom.encode(net32, torch.from_numpy(X)).unpack()[0, 0]
+
+
+class ClampedParameter(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+        self.scale = nn.Parameter(torch.ones(p))
+
+    def forward(self, x):
+        return torch.relu(self.lin(x)) * self.scale.clamp(min=0.1).sum()
+
+
+@pytest.mark.parametrize("p", [5, 1])
+def test_activation_of_a_parameter_raises(p):
+    # A kink applied to a tensor without the batch dimension has no per-input hyperplanes.
+    with pytest.raises(EncodingError, match="model") as err:
+        vqgeom.encode(ClampedParameter(p), np.ones((7, 3), dtype=np.float32))
+    assert "clamp" in str(err.value) and "7 rows" in str(err.value)
