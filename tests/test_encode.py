@@ -455,7 +455,7 @@ def test_list_input_is_accepted():
     )
 
 
-def test_progress_bar_can_be_shown(make_mlp, capsys):
+def test_progress_bar_can_be_shown(make_mlp):
     net, spec = make_mlp(0, [2, 5])
     X = np.random.default_rng(0).normal(size=(10, 2))
     bits, sizes = reference.mlp_bits(spec, X)
