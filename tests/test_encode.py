@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import vqgeom
 from vqgeom.codes import pack_bits
-from vqgeom.encode import EncodingError, reference_layers
+from vqgeom.encoding import EncodingError, reference_layers
 from vqgeom.kernels import reference
 
 FAST = settings(max_examples=25, deadline=None)

@@ -68,16 +68,16 @@ def test_kernels_installed_under_vqgeom_only(tmp_path):
 @pytest.mark.parametrize(
     "first",
     [
-        "vqgeom.vq_kernel(net, X)",  # imports the vqgeom.encode submodule internally
+        "vqgeom.vq_kernel(net, X)",  # imports the vqgeom.encoding submodule internally
         "vqgeom.MDSResult, vqgeom.Hyperplanes",  # lazy exports that load the submodules
-        "import vqgeom.encode, vqgeom.mds, vqgeom.knn",
-        "from vqgeom.knn import knn; from vqgeom.mds import MDSResult; from vqgeom.encode import EncodingError",
+        "import vqgeom.encoding, vqgeom.embedding, vqgeom.neighbors",
+        "from vqgeom.neighbors import knn; from vqgeom.embedding import MDSResult; from vqgeom.encoding import EncodingError",
         "vqgeom.encode, vqgeom.mds, vqgeom.knn",  # the functions first
     ],
 )
-def test_functions_named_like_their_submodule_stay_callable(tmp_path, first):
-    # vqgeom.encode, vqgeom.mds and vqgeom.knn are each a submodule and a function; importing a
-    # submodule rebinds the package attribute, which once made them uncallable depending on order.
+def test_exported_functions_stay_callable_whatever_is_imported_first(tmp_path, first):
+    # Importing a submodule binds it as a package attribute; a submodule named like an exported
+    # function once made vqgeom.encode/mds/knn uncallable depending on import order.
     run_isolated(
         f"""
         import torch, vqgeom
@@ -88,9 +88,10 @@ def test_functions_named_like_their_submodule_stay_callable(tmp_path, first):
         assert (vqgeom.pairwise_distances(codes) == vqgeom.vq_kernel(net, X)).all()
         d, i = vqgeom.knn(codes, k=1)
         vqgeom.mds(vqgeom.Codes.from_bits(torch.eye(4, dtype=torch.bool), [4]), 2)
-        from vqgeom.encode import reference_layers
-        import vqgeom.encode as enc
+        from vqgeom.encoding import reference_layers
+        import vqgeom.encoding as enc
         assert enc.reference_layers is reference_layers
+        assert callable(vqgeom.encode) and callable(vqgeom.mds) and callable(vqgeom.knn)
         """,
         tmp_path,
     )

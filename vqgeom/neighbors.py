@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from ._arrays import like_input, to_numpy
-from ._callable import make_module_callable
 from ._validate import check_int
 from .codes import Codes
 
@@ -73,7 +72,3 @@ def knn(
         out_i[r : r + D.shape[0]] = idx
         out_d[r : r + D.shape[0]] = np.take_along_axis(D, idx, axis=1)
     return like_input(out_d, codes_x.words), like_input(out_i, codes_x.words)
-
-
-# vqgeom.knn is this module and its function: see vqgeom._callable.
-make_module_callable(__name__)

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ._arrays import array_module, describe, to_numpy
-from ._callable import make_module_callable
 from ._validate import check_finite_nonempty, check_int
 from .codes import Codes, pack_bits
 
@@ -533,7 +532,3 @@ def _act_spec(m: nn.Module) -> Any:
     if isinstance(m, nn.Hardtanh):
         return ("hardtanh", float(m.min_val), float(m.max_val))
     raise EncodingError(f"net: activation {type(m).__name__} has no reference spec")
-
-
-# vqgeom.encode is this module and its function: see vqgeom._callable.
-make_module_callable(__name__)

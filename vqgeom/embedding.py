@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_module, like_input, to_numpy
-from ._callable import make_module_callable
 from ._validate import check_int, check_weights
 from .codes import Codes
 
@@ -137,7 +136,3 @@ def _from_matrix(K: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         vals, vecs = eigsh(Bm, k=k, which="LM")
     order = np.argsort(-np.abs(vals), kind="stable")[:k]
     return vals[order], _fix_signs(vecs[:, order])
-
-
-# vqgeom.mds is this module and its function: see vqgeom._callable.
-make_module_callable(__name__)
