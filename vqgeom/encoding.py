@@ -512,10 +512,10 @@ def reference_layers(net: nn.Module) -> list[tuple]:
             continue
         elif isinstance(m, _CPA_MODULES):
             if not out or out[-1][2] is not None:
-                raise EncodingError(f"net: activation {type(m).__name__} must follow a Linear layer for the reference")
+                raise EncodingError(f"model: activation {type(m).__name__} must follow a Linear layer for the numpy reference")
             out[-1][2] = _act_spec(m)
         else:
-            raise EncodingError(f"net: module {type(m).__name__} is not a plain MLP layer, which the reference needs")
+            raise EncodingError(f"model: module {type(m).__name__} is not a plain MLP layer, which the numpy reference needs")
     return [tuple(x) for x in out]
 
 
@@ -531,4 +531,4 @@ def _act_spec(m: nn.Module) -> Any:
         return ("hardtanh", 0.0, 6.0)
     if isinstance(m, nn.Hardtanh):
         return ("hardtanh", float(m.min_val), float(m.max_val))
-    raise EncodingError(f"net: activation {type(m).__name__} has no reference spec")
+    raise EncodingError(f"model: activation {type(m).__name__} has no numpy reference spec")
