@@ -410,3 +410,31 @@ def test_bad_input_messages():
         partition(net, BOX, tol=-1.0)
     with pytest.raises(ValueError, match="weights"):
         partition(net, BOX).distances([1.0, 2.0])
+
+
+# ----------------------------------------------------------------------------------------
+# the bit-parallel breadth-first search behind Partition.distances()
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("words", [1, 2])
+def test_hop_distances_against_scipy(words):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from vqgeom.geometry._hops import hop_distances, zorder
+
+    rng = np.random.default_rng(words)
+    # a long path (levels >= 256 need a second group of 8 bit planes), a random graph and
+    # an isolated node, so some pairs are unreachable
+    n_path, n_rand = 600, 150
+    i = [np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 300)]
+    j = [np.arange(1, n_path), n_path + rng.integers(0, n_rand, 300)]
+    i, j = np.concatenate(i), np.concatenate(j)
+    R = n_path + n_rand + 1
+    A = csr_matrix((np.ones(2 * i.size), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
+    A.data[:] = 1.0
+    sources = np.concatenate([rng.integers(0, R, 130), [0, 0, R - 1]])  # repeated sources, > 2 blocks
+    pts = rng.normal(size=(sources.size, 2))
+    D = hop_distances(A.indptr, A.indices, sources, zorder(pts), words=words)
+    ref = shortest_path(A, unweighted=True, directed=False, indices=sources)
+    np.testing.assert_array_equal(D, ref)
+    assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256

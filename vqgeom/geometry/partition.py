@@ -695,27 +695,42 @@ class Partition:
         i, j = self.edge_index[:, 0], self.edge_index[:, 1]
         return csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
 
-    def distances(self, weights: Sequence[float] | None = None, *, sources: Any = None) -> np.ndarray:
+    def distances(
+        self, weights: Sequence[float] | None = None, *, sources: Any = None, progress: bool = False
+    ) -> np.ndarray:
         """d_Omega between regions: hop distance, or with ``weights`` each hop costs its layer's weight.
 
         Parameters
         ----------
         weights : sequence of float, optional
-            One positive weight per coding layer.
+            One positive weight per coding layer. Without weights the hop distances come
+            from a bit-parallel breadth-first search (all pairs of 20,000 regions in seconds);
+            with weights from ``scipy.sparse.csgraph.shortest_path`` (Dijkstra).
         sources : array_like of int, optional
             Rows to compute (default: all regions).
+        progress : bool
+            Show a tqdm bar (unweighted search).
 
         Returns
         -------
         ndarray float64 (len(sources), n_regions)
             ``inf`` between regions in different connected components.
         """
-        from scipy.sparse.csgraph import shortest_path
+        from ._hops import hop_distances, zorder
 
         adj = self.adjacency(weights)
-        idx = None if sources is None else np.asarray(sources, dtype=np.int64).reshape(-1)
+        if sources is None:
+            idx = np.arange(self.n_regions)
+        else:
+            idx = np.asarray(sources).reshape(-1)
+            if idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= self.n_regions)):
+                raise ValueError(f"sources: expected region indices in [0, {self.n_regions}), got {idx[:10]}")
+            idx = idx.astype(np.int64)
         if weights is None:
-            return shortest_path(adj, method="D", unweighted=True, directed=False, indices=idx)
+            # Nearby sources share a block of the bit-parallel search: order them along a Z-curve.
+            return hop_distances(adj.indptr, adj.indices, idx, zorder(self.points[idx]), progress=progress)
+        from scipy.sparse.csgraph import shortest_path
+
         return shortest_path(adj, method="D", directed=False, indices=idx)
 
     def code_distances(self, weights: Sequence[float] | None = None, *, per_layer: bool = False) -> np.ndarray:
