@@ -1,4 +1,4 @@
-"""Turn the inputs :func:`vqgeom.geometry.partition` accepts into one layer list.
+"""Turn the inputs :func:`vqgeom.geometry._partition` accepts into one layer list.
 
 The common form is the reference oracle's: ``[(A, b, act), ...]`` with ``A`` of shape
 (out, in) in float64 and ``act`` one of ``"relu"``, ``("leaky", s)``,

@@ -25,7 +25,7 @@ import numpy as np
 
 from .examples import tent_map_net
 from .lemmas import verify_lemma1, verify_lemma2
-from .partition import partition
+from ._partition import partition
 
 __all__ = ["main", "run_campaign"]
 
