@@ -570,6 +570,31 @@ def partition(
     Returns
     -------
     Partition
+
+    Notes
+    -----
+    Exactness and tolerance: all geometry is float64. A polygon vertex within
+    ``tol * diam`` of a hyperplane (``diam`` = the domain's diagonal or length) counts as
+    lying on it, so a hyperplane splits a region only if vertices lie farther than that on
+    both sides. Hence no region thinner than ``tol * diam`` across a cut is created; lines
+    through existing vertices reuse them; concurrent lines share their meeting vertex;
+    duplicate, antiparallel or near-coincident (closer than the tolerance) hyperplanes add
+    no region (the shared edge records the first of them); hyperplanes missing the domain,
+    dead and zero-weight units add nothing and give constant bits. Regions of zero area
+    never occur. Two regions are adjacent iff their shared boundary is longer than
+    ``10 * tol * diam`` (touching at a corner does not count).
+
+    Each region's code is the network's code at its representative point (area centroid
+    or midpoint): bit set iff the pre-activation is ``>= 0`` there, units and layers as
+    ``vqgeom.encode`` orders them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from vqgeom.geometry import partition
+    >>> part = partition((np.eye(2), np.zeros(2)), (-1, 1, -1, 1))
+    >>> part.n_regions, sorted(part.graph.edges())
+    (4, [(0, 1), (0, 2), (1, 3), (2, 3)])
     """
     spec = as_netspec(net_or_hyperplanes)
     try:
@@ -618,6 +643,14 @@ class Partition:
         One row per region: the network's code at its representative point.
     layer_sizes : tuple of int
         Bits per coding layer (matches ``codes.layer_sizes``).
+    edge_index : ndarray int64 (E, 2)
+        Adjacent region pairs ``i < j`` (the graph's edges).
+    edge_layer, edge_unit : ndarray int64 (E,)
+        The coding layer and the unit (bit index within the layer) of each edge's hyperplane.
+    edge_segments : ndarray float64 (E, 2, dim)
+        The shared boundary piece of each edge (1-D: the breakpoint, twice).
+    plane_map : (ndarray (D, dim), ndarray (D,))
+        ``x = plane_map[1] + plane_map[0] @ u`` for plane coordinates ``u``.
     """
 
     def __init__(self) -> None:  # built by partition()
