@@ -48,8 +48,9 @@ def machine() -> dict:
                     break
     except OSError:
         pass
+    # The load average says how busy the shared machine was (2 cores: load 2 = saturated).
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "loadavg_1_5_15": os.getloadavg()}
 
 
 def mlp(width: int, depth: int, seed: int) -> nn.Sequential:
@@ -161,7 +162,8 @@ def main(argv=None) -> int:
         print(f"{r['width']:>5} {r['seed']:>4} {r['regions']:>8} {r.get('regioncam_regions', '-'):>10} "
               f"{r['vqgeom_s']:>9.3f} {r['vqgeom_regions_per_s']:>10.0f} {r.get('regioncam_s', float('nan')):>11.3f} "
               f"{r.get('ratio_vqgeom_over_regioncam', float('nan')):>6.2f}")
-    print(f"\nall-pairs d_Omega: {n} x {part.n_regions} in {t_dist:.2f} s "
+    print(f"\nload average at the end: {os.getloadavg()}")
+    print(f"all-pairs d_Omega: {n} x {part.n_regions} in {t_dist:.2f} s "
           f"(scipy Dijkstra/BFS would take ~{dist['scipy_all_pairs_estimate_s']:.0f} s)")
 
     os.makedirs(args.out, exist_ok=True)

@@ -74,7 +74,7 @@ def _decode_planes(planes: list, n: int) -> np.ndarray:
 
 
 def hop_distances(indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, order: np.ndarray | None = None,
-                  words: int = 8, progress: bool = False) -> np.ndarray:
+                  words: int = 4, progress: bool = False) -> np.ndarray:
     """Hop distances from ``sources`` to every node of a symmetric CSR graph.
 
     Parameters
@@ -104,6 +104,7 @@ def hop_distances(indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, 
     if S == 0:
         return out
     nb, deg = _padded_neighbours(indptr, indices)
+    by_degree = np.argsort(-deg, kind="stable")  # candidates come out sorted by degree
     order = np.arange(S) if order is None else np.asarray(order, dtype=np.int64)
     block = 64 * words
     it = range(0, S, block)
@@ -131,13 +132,11 @@ def hop_distances(indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, 
             level += 1
             mark = np.zeros(R + 1, dtype=bool)
             mark[nb[active].ravel()] = True
-            mark[R] = False
-            cand = np.flatnonzero(mark)
-            if cand.size == 0:  # isolated nodes: nothing more to reach
-                break
             # Pull the frontier bits over each candidate's neighbours, rows sorted by degree
             # (descending) so that column j concerns a prefix of the rows.
-            cand = cand[np.argsort(-deg[cand], kind="stable")]
+            cand = by_degree[mark[by_degree]]
+            if cand.size == 0:  # isolated nodes: nothing more to reach
+                break
             dc = deg[cand]
             pulled = F[nb[cand, 0]]
             for j in range(1, int(dc[0])):
