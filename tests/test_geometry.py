@@ -438,3 +438,26 @@ def test_hop_distances_against_scipy(words):
     ref = shortest_path(A, unweighted=True, directed=False, indices=sources)
     np.testing.assert_array_equal(D, ref)
     assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_degenerate_integer_nets(seed):
+    """Small integer weights: parallel, coincident and concurrent hyperplanes, lines through
+    vertices, units whose pre-activation vanishes on whole regions. The geometry must hold
+    (codes are not compared: where a pre-activation is identically zero on a region, its
+    bit is decided by float rounding, differently along different summation orders)."""
+    rng = np.random.default_rng(100 + seed)
+    layers, d = [], 2
+    for _ in range(int(rng.integers(1, 4))):
+        w = int(rng.choice([3, 5, 8]))
+        layers.append((rng.integers(-2, 3, (w, d)).astype(float), rng.integers(-2, 3, w) * 0.5))
+        d = w
+    part = partition(layers, BOX)
+    assert abs(part.areas.sum() - 4.0) <= AREA_RTOL * 4.0
+    assert np.all(part.areas > 0)
+    assert nx.is_connected(part.graph)
+    assert set(map(tuple, part.edge_index.tolist())) == shapely_adjacency(part.regions)
+    polys = part.regions
+    pts = np.random.default_rng(seed).uniform(-1, 1, (300, 2))
+    inside = np.stack([shapely.contains_xy(P, pts[:, 0], pts[:, 1]) for P in polys])
+    np.testing.assert_array_equal(inside.sum(0), np.ones(300, dtype=int))

@@ -586,7 +586,8 @@ def partition(
 
     Each region's code is the network's code at its representative point (area centroid
     or midpoint): bit set iff the pre-activation is ``>= 0`` there, units and layers as
-    ``vqgeom.encode`` orders them.
+    ``vqgeom.encode`` orders them. Where a unit's pre-activation vanishes identically on a
+    region (e.g. integer weights), its bit is decided by float rounding, as in ``encode``.
 
     Examples
     --------
