@@ -56,25 +56,29 @@ def _transpose8(x: np.ndarray) -> np.ndarray:
 
 
 def _decode_planes(planes: list, n: int) -> np.ndarray:
-    """Bit-sliced levels (P planes of (R, W) uint64) -> (R, n) integer levels (float64).
+    """Bit-sliced levels (P planes of (R, W) uint64) -> (R, n) integer levels (uint8/16/32).
 
     Eight planes at a time: their bytes stacked into one uint64 per (row, byte) form an 8x8
     bit matrix whose transpose holds, in byte j, the 8 level bits of source 8 * byte + j.
     """
     R, W = planes[0].shape
-    total = np.zeros((R, W * 64), dtype=np.float64)
+    out = None
+    dtype = np.uint8 if len(planes) <= 8 else (np.uint16 if len(planes) <= 16 else np.uint32)
     for g in range(0, len(planes), 8):
-        group = planes[g : g + 8]
         stack = np.zeros((R, W * 8, 8), dtype=np.uint8)
-        for p, P in enumerate(group):
+        for p, P in enumerate(planes[g : g + 8]):
             stack[:, :, p] = P.view(np.uint8)
         x = _transpose8(stack.view(np.uint64)[:, :, 0].copy())
-        total += x.view(np.uint8).reshape(R, W * 64) * float(1 << g)
-    return total[:, :n]
+        part = x.view(np.uint8).reshape(R, W * 64)[:, :n]
+        if out is None:
+            out = part.astype(dtype)
+        else:
+            out |= part.astype(dtype) << dtype(g)
+    return out
 
 
 def hop_distances(indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, order: np.ndarray | None = None,
-                  words: int = 4, progress: bool = False) -> np.ndarray:
+                  words: int = 8, progress: bool = False) -> np.ndarray:
     """Hop distances from ``sources`` to every node of a symmetric CSR graph.
 
     Parameters
@@ -143,7 +147,10 @@ def hop_distances(indptr: np.ndarray, indices: np.ndarray, sources: np.ndarray, 
                 k = int(np.searchsorted(-dc, -j, side="left"))  # rows with degree > j
                 pulled[:k] |= F[nb[cand[:k], j]]
             new = pulled & ~vis[cand]
-            keep = new.any(axis=1)
+            anybit = new[:, 0].copy()
+            for w in range(1, W):
+                anybit |= new[:, w]
+            keep = anybit != 0
             cand, new = cand[keep], new[keep]
             vis[cand] |= new
             F[active] = 0
