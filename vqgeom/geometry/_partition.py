@@ -49,23 +49,26 @@ DEFAULT_TOL = 1e-10
 # activation patterns
 # ----------------------------------------------------------------------------------------
 def _next_maps(pre: np.ndarray, bits: np.ndarray, act: Any) -> np.ndarray:
-    """Affine maps of a layer's outputs from its pre-activation maps and bits.
+    """Affine maps of a layer's outputs from its pre-activation maps and bits (in place).
 
     pre : (n, R, k+1) pre-activation of each unit as an affine map of the plane
-    coordinates, in each region; bits : (H, R) bool, threshold-major. Returns (n, R, k+1).
+    coordinates, in each region (overwritten); bits : (H, R) bool, threshold-major.
+    Returns ``pre``, now the outputs' maps.
     """
     if act == "relu":
-        return pre * bits[:, :, None]
+        pre *= bits[:, :, None]
+        return pre
     n = pre.shape[0]
     kind = act[0]
     if kind in ("leaky", "prelu"):
         s = np.broadcast_to(np.asarray(act[1], dtype=np.float64), (n,))
-        return pre * np.where(bits, 1.0, s[:, None])[:, :, None]
+        pre *= np.where(bits, 1.0, s[:, None])[:, :, None]
+        return pre
     lo, hi = float(act[1]), float(act[2])
     above_lo, above_hi = bits[:n], bits[n:]
-    out = pre * (above_lo & ~above_hi)[:, :, None]
-    out[:, :, -1] += np.where(above_hi, hi, np.where(above_lo, 0.0, lo))
-    return out
+    pre *= (above_lo & ~above_hi)[:, :, None]
+    pre[:, :, -1] += np.where(above_hi, hi, np.where(above_lo, 0.0, lo))
+    return pre
 
 
 def forward_bits(spec: NetSpec, X: np.ndarray) -> np.ndarray:
@@ -145,9 +148,8 @@ class _Poly2D:
 
     def __init__(self, bounds: tuple[float, float, float, float]):
         x0, x1, y0, y1 = bounds
-        self.V = np.zeros((1024, 2))
-        self.V[:4] = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
-        self.E = np.full(1024, -1, dtype=np.int64)
+        self.V = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+        self.E = np.full(4, -1, dtype=np.int64)
         self.nv = 4
         self.start = np.zeros(1, dtype=np.int64)
         self.cnt = np.array([4], dtype=np.int64)
@@ -297,25 +299,34 @@ def _normalise_lines(lines: np.ndarray) -> np.ndarray:
 
 
 def _crossed(V: np.ndarray, off: np.ndarray, unit_lines: np.ndarray, tol: float) -> np.ndarray:
-    """(R, H) bool: hyperplane h has vertices of region r farther than tol on both sides."""
+    """(R, H) bool: hyperplane h has vertices of region r farther than tol on both sides.
+
+    A line farther than a polygon's circumradius (about its vertex mean) from the centre
+    cannot cross it: that coarse test prunes most (region, hyperplane) pairs, and only the
+    rest are evaluated at every vertex.
+    """
     H, R, _ = unit_lines.shape
     out = np.zeros((R, H), dtype=bool)
     cnt = np.diff(off)
-    a0 = np.ascontiguousarray(unit_lines[:, :, 0])
-    a1 = np.ascontiguousarray(unit_lines[:, :, 1])
-    q = np.ascontiguousarray(unit_lines[:, :, 2])
-    # Chunk the regions so the (H, vertices) matrices stay small (~2M entries).
-    step = max(1, int(2_000_000 // max(H, 1) // max(1.0, float(cnt.mean()) if R else 1.0)))
-    for r0 in range(0, R, step):
-        r1 = min(R, r0 + step)
-        v0, v1 = off[r0], off[r1]
-        rid = np.repeat(np.arange(r0, r1), cnt[r0:r1])
-        x, y = V[v0:v1, 0], V[v0:v1, 1]
-        h = a0[:, rid] * x
-        h += a1[:, rid] * y
-        h += q[:, rid]
-        starts = off[r0:r1] - v0
-        out[r0:r1] = ((np.maximum.reduceat(h, starts, axis=1) > tol) & (np.minimum.reduceat(h, starts, axis=1) < -tol)).T
+    rid = np.repeat(np.arange(R), cnt)
+    cen = np.stack([np.bincount(rid, V[:, 0], R), np.bincount(rid, V[:, 1], R)], axis=1) / cnt[:, None]
+    rad = np.sqrt(np.maximum.reduceat(((V - cen[rid]) ** 2).sum(1), off[:-1]))
+    # unit normals: |h| is the distance to the line (zero normals carry q = +-inf)
+    with np.errstate(invalid="ignore"):
+        dc = unit_lines[:, :, 0] * cen[:, 0] + unit_lines[:, :, 1] * cen[:, 1] + unit_lines[:, :, 2]
+    kk, rr = np.nonzero(np.abs(dc) <= rad + tol)
+    if kk.size == 0:
+        return out
+    # Exact test of the surviving pairs at their regions' vertices.
+    pc = cnt[rr]
+    vidx = _ragged_arange(off[rr], pc)
+    pid = np.repeat(np.arange(kk.size), pc)
+    L = unit_lines[kk, rr][pid]
+    h = L[:, 0] * V[vidx, 0] + L[:, 1] * V[vidx, 1] + L[:, 2]
+    starts = np.zeros(kk.size, dtype=np.int64)
+    np.cumsum(pc[:-1], out=starts[1:])
+    hit = (np.maximum.reduceat(h, starts) > tol) & (np.minimum.reduceat(h, starts) < -tol)
+    out[rr[hit], kk[hit]] = True
     return out
 
 
@@ -348,9 +359,11 @@ def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
         st.compact()
         # Bits of this layer at each region's centroid give the next affine maps.
         _, cen = _area_centroid(st.V, st.off)
-        rawp = raw[:, st.par]  # (H, R, 3)
-        bits = rawp[:, :, 0] * cen[:, 0] + rawp[:, :, 1] * cen[:, 1] + rawp[:, :, 2] >= 0
-        Z = _next_maps(pre[:, st.par] if len(ths) > 1 else rawp, bits, act)
+        Z = np.take(pre, st.par, axis=1)  # (n, R, 3): a fresh array, updated in place below
+        rawp = Z if raw is pre else np.take(raw, st.par, axis=1)
+        cen1 = np.concatenate([cen, np.ones((len(cen), 1))], axis=1)
+        bits = np.einsum("hrk,rk->hr", rawp, cen1) >= 0
+        Z = _next_maps(Z, bits, act)
         base += H
     if bar is not None:
         bar.close()
@@ -395,7 +408,7 @@ def _partition_1d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
         par = np.clip(np.searchsorted(pts, mids) - 1, 0, len(pts) - 2)
         rawp = raw[:, par]
         bits = rawp[:, :, 0] * mids + rawp[:, :, 1] >= 0
-        Z = _next_maps(pre[:, par], bits, act)
+        Z = _next_maps(np.take(pre, par, axis=1), bits, act)
         pts, plab = allx, alll
         base += H
     return pts, plab
