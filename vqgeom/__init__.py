@@ -25,18 +25,18 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Codes": "vqgeom.codes",
-    "encode": "vqgeom.encode",
-    "Hyperplanes": "vqgeom.encode",
-    "EncodingError": "vqgeom.encode",
+    "encode": "vqgeom.encoding",
+    "Hyperplanes": "vqgeom.encoding",
+    "EncodingError": "vqgeom.encoding",
     "pairwise_distances": "vqgeom.distances",
     "vq_kernel": "vqgeom.distances",
     "heat_kernel": "vqgeom.heat",
     "kernel_cosine": "vqgeom.heat",
     "compare": "vqgeom.heat",
     "Comparison": "vqgeom.heat",
-    "mds": "vqgeom.mds",
-    "MDSResult": "vqgeom.mds",
-    "knn": "vqgeom.knn",
+    "mds": "vqgeom.embedding",
+    "MDSResult": "vqgeom.embedding",
+    "knn": "vqgeom.neighbors",
     "available_backends": "vqgeom._backend",
 }
 
@@ -45,6 +45,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
+        # No submodule shares a name with an exported function: importing a submodule binds
+        # it as a package attribute, which would shadow the function.
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value

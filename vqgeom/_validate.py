@@ -25,6 +25,8 @@ def check_finite_nonempty(X: Any, name: str = "X") -> None:
     if xp == "torch":
         import torch
 
+        if X.device.type == "meta":  # no data to check (and bool() of a meta tensor raises RuntimeError)
+            raise ValueError(f"{name}: expected a tensor with data, got a meta tensor {describe(X)}")
         if X.is_floating_point() and not bool(torch.isfinite(X).all()):
             raise ValueError(f"{name}: expected finite values, got NaN or inf in {describe(X)}")
     else:

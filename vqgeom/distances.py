@@ -195,7 +195,7 @@ def vq_kernel(
     >>> K.shape, bool((K == K.T).all()), int(K.diagonal().max())
     (torch.Size([5, 5]), True, 0)
     """
-    from .encode import encode
+    from .encoding import encode
 
     cx = encode(model, X, batch_size=batch_size, allow_non_cpa=allow_non_cpa, backend=_enc_backend(backend))
     cy = None if Y is None else encode(model, Y, batch_size=batch_size, allow_non_cpa=allow_non_cpa, backend=_enc_backend(backend))

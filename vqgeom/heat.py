@@ -130,7 +130,7 @@ def compare(
     Comparison
     """
     from .distances import pairwise_distances
-    from .encode import encode
+    from .encoding import encode
 
     models = list(models)
     if len(models) < 1:

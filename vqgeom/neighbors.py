@@ -62,12 +62,13 @@ def knn(
     out_d, out_i = None, np.empty((n, k), dtype=np.int64)
     for r in range(0, n, block_rows):
         D = to_numpy(pairwise_distances(codes_x[r : r + block_rows], ref, weights=weights, backend=backend))
+        if out_d is None:
+            out_d = np.empty((n, k), dtype=D.dtype)
         if exclude_self:
+            # a wider type leaves room for a sentinel above every real distance
             D = D.astype(np.float64) if D.dtype.kind == "f" else D.astype(np.int64)
             rows = np.arange(D.shape[0])
             D[rows, r + rows] = np.iinfo(np.int64).max if D.dtype.kind == "i" else np.inf
-        if out_d is None:
-            out_d = np.empty((n, k), dtype=D.dtype)
         idx = np.argsort(D, axis=1, kind="stable")[:, :k]  # stable: ties keep index order
         out_i[r : r + D.shape[0]] = idx
         out_d[r : r + D.shape[0]] = np.take_along_axis(D, idx, axis=1)

@@ -215,10 +215,11 @@ def check_module(model: nn.Module, allow_non_cpa: bool = False) -> None:
 class _Recorder(TorchFunctionMode):
     """Records the sign bits of every activation's input during one forward pass."""
 
-    def __init__(self, allow_non_cpa: bool, stack: list[str]):
+    def __init__(self, allow_non_cpa: bool, stack: list[str], rows: int):
         super().__init__()
         self.allow_non_cpa = allow_non_cpa
         self.stack = stack
+        self.rows = rows
         self.bits: list[torch.Tensor] = []
         self.names: list[str] = []
 
@@ -246,6 +247,13 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
     def _record(self, pre: torch.Tensor, ths: list[float], fname: str) -> None:
+        if pre.ndim == 0 or pre.shape[0] != self.rows:
+            # e.g. a parameter clamped inside forward: no bits per input (and torch.cat would fail).
+            raise EncodingError(
+                f"model: {fname} called in {self._where()!r} on a tensor of shape {tuple(pre.shape)}, expected "
+                f"one with the batch's {self.rows} rows first; activations of parameters or constants have "
+                "no hyperplanes per input"
+            )
         flat = pre.detach().reshape(pre.shape[0], -1)
         # Threshold-major: every unit's bit at the first kink, then at the second.
         self.bits.append(torch.cat([flat >= t for t in ths], dim=1) if len(ths) > 1 else flat >= ths[0])
@@ -373,6 +381,8 @@ def encode(
     """
     from ._backend import resolve_backend
 
+    if array_module(X) == "numpy":
+        X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
     check_finite_nonempty(X, "X")
     name = resolve_backend(backend, X)
     if batch_size is not None:
@@ -416,7 +426,7 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
         with _EvalMode(net), torch.no_grad():
             for s, e in _batches(n, bs):
                 xb = _as_input(X[s:e], dtype, device)
-                rec = _Recorder(allow_non_cpa, stack)
+                rec = _Recorder(allow_non_cpa, stack, e - s)
                 stack.clear()
                 try:
                     with rec:
@@ -502,10 +512,10 @@ def reference_layers(net: nn.Module) -> list[tuple]:
             continue
         elif isinstance(m, _CPA_MODULES):
             if not out or out[-1][2] is not None:
-                raise EncodingError(f"net: activation {type(m).__name__} must follow a Linear layer for the reference")
+                raise EncodingError(f"model: activation {type(m).__name__} must follow a Linear layer for the numpy reference")
             out[-1][2] = _act_spec(m)
         else:
-            raise EncodingError(f"net: module {type(m).__name__} is not a plain MLP layer, which the reference needs")
+            raise EncodingError(f"model: module {type(m).__name__} is not a plain MLP layer, which the numpy reference needs")
     return [tuple(x) for x in out]
 
 
@@ -521,4 +531,4 @@ def _act_spec(m: nn.Module) -> Any:
         return ("hardtanh", 0.0, 6.0)
     if isinstance(m, nn.Hardtanh):
         return ("hardtanh", float(m.min_val), float(m.max_val))
-    raise EncodingError(f"net: activation {type(m).__name__} has no reference spec")
+    raise EncodingError(f"model: activation {type(m).__name__} has no numpy reference spec")

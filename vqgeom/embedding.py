@@ -37,7 +37,8 @@ class MDSResult:
         The eigenvalues of ``B`` themselves (non-positive for a VQ-Kernel).
     eigenvectors : array (N, k)
         Unit eigenvectors; each column's sign is fixed so that its largest-magnitude
-        entry is positive.
+        entry is positive. From codes, a column beyond the rank of the centred codes
+        (eigenvalue 0, any vector of the null space would do) is returned as zeros.
     embedding : array (N, k)
         Classical MDS coordinates, ``eigenvectors * sqrt(max(-raw_eigenvalues / 2, 0))``.
     """
