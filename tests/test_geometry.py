@@ -89,6 +89,7 @@ def check_invariants(part: Partition, net, *, general_position: bool = True, n_s
         net if not isinstance(net, tuple) else vqgeom.Hyperplanes(*net), part.inputs
     )
     assert enc.layer_sizes == part.codes.layer_sizes
+    assert enc.layer_names == part.codes.layer_names
     np.testing.assert_array_equal(enc.unpack(), codes)
     np.testing.assert_array_equal(enc.words_numpy(), part.codes.words_numpy())
     # 4. connected graph; distinct codes in general position.
@@ -348,6 +349,26 @@ def test_distances_match_networkx():
     bits = part.codes.unpack()
     np.testing.assert_array_equal(part.code_distances(per_layer=True), layer_hamming(bits, bits, part.layer_sizes))
     np.testing.assert_allclose(part.code_distances(w), hamming(bits, bits, part.layer_sizes, w), rtol=1e-15, atol=0)
+
+
+def test_nested_sequential_composed_linears_and_progress():
+    g = torch.Generator().manual_seed(4)
+    lin = [nn.Linear(2, 6, dtype=torch.float64), nn.Linear(6, 5, dtype=torch.float64), nn.Linear(5, 4, dtype=torch.float64)]
+    for m in lin:
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+    net = nn.Sequential(nn.Sequential(lin[0], nn.ReLU()), lin[1], nn.Identity(), lin[2], nn.ReLU())
+    part = partition(net, BOX, progress=True)
+    check_invariants(part, net)  # codes and layer names equal vqgeom.encode's
+    assert part.codes.layer_names == ("0.1:relu", "4:relu")
+    # two affine maps in a row are one: the same partition as the composed layer
+    W = (lin[2].weight @ lin[1].weight).detach().numpy()
+    b = (lin[2].weight @ lin[1].bias + lin[2].bias).detach().numpy()
+    A0, b0 = lin[0].weight.detach().numpy(), lin[0].bias.detach().numpy()
+    same = partition([(A0, b0), (W, b)], BOX)
+    assert same.n_regions == part.n_regions
+    np.testing.assert_array_equal(same.codes.unpack(), part.codes.unpack())
+    np.testing.assert_array_equal(part.distances(progress=True), part.distances(progress=False))
 
 
 def test_one_region_and_one_unit():

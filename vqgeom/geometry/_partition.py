@@ -453,7 +453,7 @@ def _adjacency_2d(V: np.ndarray, E: np.ndarray, off: np.ndarray, merge_tol: floa
     # Edges left over: match by collinear overlap of positive length.
     rest = internal[~matched]
     if rest.size:
-        fi, fj, fe = _overlap_pairs(V[rest], V[nxt[rest]], rid[rest], merge_tol)
+        fi, fj = _overlap_pairs(V[rest], V[nxt[rest]], rid[rest], merge_tol)
         if fi.size:
             out_i.append(rid[rest[fi]])
             out_j.append(rid[rest[fj]])
@@ -495,7 +495,7 @@ def _overlap_pairs(P0: np.ndarray, P1: np.ndarray, reg: np.ndarray, tol: float):
     t1 = ((P1[jj] - P0[ii]) * u).sum(1)
     ov = np.minimum(ln, np.maximum(t0, t1)) - np.maximum(0.0, np.minimum(t0, t1))
     ok = (dist0 <= tol) & (dist1 <= tol) & (ov > tol)
-    return ii[ok], jj[ok], None
+    return ii[ok], jj[ok]
 
 
 def _overlap_segment(a0, a1, b0, b1):
@@ -786,7 +786,7 @@ class Partition:
         return csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
 
     def distances(
-        self, weights: Sequence[float] | None = None, *, sources: Any = None, progress: bool = False
+        self, weights: Sequence[float] | None = None, *, sources: Any = None, progress: bool | None = None
     ) -> np.ndarray:
         """d_Omega between regions: hop distance, or with ``weights`` each hop costs its layer's weight.
 
@@ -798,8 +798,8 @@ class Partition:
             with weights from ``scipy.sparse.csgraph.shortest_path`` (Dijkstra).
         sources : array_like of int, optional
             Rows to compute (default: all regions).
-        progress : bool
-            Show a tqdm bar (unweighted search).
+        progress : bool, optional
+            Show a tqdm bar (unweighted search); default: when there are more than 4096 sources.
 
         Returns
         -------
@@ -818,7 +818,8 @@ class Partition:
             idx = idx.astype(np.int64)
         if weights is None:
             # Nearby sources share a block of the bit-parallel search: order them along a Z-curve.
-            return hop_distances(adj.indptr, adj.indices, idx, zorder(self.points[idx]), progress=progress)
+            show = idx.size > 4096 if progress is None else bool(progress)
+            return hop_distances(adj.indptr, adj.indices, idx, zorder(self.points[idx]), progress=show)
         from scipy.sparse.csgraph import shortest_path
 
         return shortest_path(adj, method="D", directed=False, indices=idx)
