@@ -89,6 +89,7 @@ def check_invariants(part: Partition, net, *, general_position: bool = True, n_s
         net if not isinstance(net, tuple) else vqgeom.Hyperplanes(*net), part.inputs
     )
     assert enc.layer_sizes == part.codes.layer_sizes
+    assert enc.layer_names == part.codes.layer_names
     np.testing.assert_array_equal(enc.unpack(), codes)
     np.testing.assert_array_equal(enc.words_numpy(), part.codes.words_numpy())
     # 4. connected graph; distinct codes in general position.
@@ -350,6 +351,26 @@ def test_distances_match_networkx():
     np.testing.assert_allclose(part.code_distances(w), hamming(bits, bits, part.layer_sizes, w), rtol=1e-15, atol=0)
 
 
+def test_nested_sequential_composed_linears_and_progress():
+    g = torch.Generator().manual_seed(4)
+    lin = [nn.Linear(2, 6, dtype=torch.float64), nn.Linear(6, 5, dtype=torch.float64), nn.Linear(5, 4, dtype=torch.float64)]
+    for m in lin:
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+    net = nn.Sequential(nn.Sequential(lin[0], nn.ReLU()), lin[1], nn.Identity(), lin[2], nn.ReLU())
+    part = partition(net, BOX, progress=True)
+    check_invariants(part, net)  # codes and layer names equal vqgeom.encode's
+    assert part.codes.layer_names == ("0.1:relu", "4:relu")
+    # two affine maps in a row are one: the same partition as the composed layer
+    W = (lin[2].weight @ lin[1].weight).detach().numpy()
+    b = (lin[2].weight @ lin[1].bias + lin[2].bias).detach().numpy()
+    A0, b0 = lin[0].weight.detach().numpy(), lin[0].bias.detach().numpy()
+    same = partition([(A0, b0), (W, b)], BOX)
+    assert same.n_regions == part.n_regions
+    np.testing.assert_array_equal(same.codes.unpack(), part.codes.unpack())
+    np.testing.assert_array_equal(part.distances(progress=True), part.distances(progress=False))
+
+
 def test_one_region_and_one_unit():
     part = partition(lines_deg((1, 0, 5)), BOX)  # misses the box
     assert part.n_regions == 1 and part.graph.number_of_edges() == 0
@@ -410,3 +431,54 @@ def test_bad_input_messages():
         partition(net, BOX, tol=-1.0)
     with pytest.raises(ValueError, match="weights"):
         partition(net, BOX).distances([1.0, 2.0])
+
+
+# ----------------------------------------------------------------------------------------
+# the bit-parallel breadth-first search behind Partition.distances()
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("words", [1, 2])
+def test_hop_distances_against_scipy(words):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from vqgeom.geometry._hops import hop_distances, zorder
+
+    rng = np.random.default_rng(words)
+    # a long path (levels >= 256 need a second group of 8 bit planes), a random graph and
+    # an isolated node, so some pairs are unreachable
+    n_path, n_rand = 600, 150
+    i = [np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 300)]
+    j = [np.arange(1, n_path), n_path + rng.integers(0, n_rand, 300)]
+    i, j = np.concatenate(i), np.concatenate(j)
+    R = n_path + n_rand + 1
+    A = csr_matrix((np.ones(2 * i.size), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
+    A.data[:] = 1.0
+    sources = np.concatenate([rng.integers(0, R, 130), [0, 0, R - 1]])  # repeated sources, > 2 blocks
+    pts = rng.normal(size=(sources.size, 2))
+    D = hop_distances(A.indptr, A.indices, sources, zorder(pts), words=words)
+    ref = shortest_path(A, unweighted=True, directed=False, indices=sources)
+    np.testing.assert_array_equal(D, ref)
+    assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_degenerate_integer_nets(seed):
+    """Small integer weights: parallel, coincident and concurrent hyperplanes, lines through
+    vertices, units whose pre-activation vanishes on whole regions. The geometry must hold
+    (codes are not compared: where a pre-activation is identically zero on a region, its
+    bit is decided by float rounding, differently along different summation orders)."""
+    rng = np.random.default_rng(100 + seed)
+    layers, d = [], 2
+    for _ in range(int(rng.integers(1, 4))):
+        w = int(rng.choice([3, 5, 8]))
+        layers.append((rng.integers(-2, 3, (w, d)).astype(float), rng.integers(-2, 3, w) * 0.5))
+        d = w
+    part = partition(layers, BOX)
+    assert abs(part.areas.sum() - 4.0) <= AREA_RTOL * 4.0
+    assert np.all(part.areas > 0)
+    assert nx.is_connected(part.graph)
+    assert set(map(tuple, part.edge_index.tolist())) == shapely_adjacency(part.regions)
+    polys = part.regions
+    pts = np.random.default_rng(seed).uniform(-1, 1, (300, 2))
+    inside = np.stack([shapely.contains_xy(P, pts[:, 0], pts[:, 1]) for P in polys])
+    np.testing.assert_array_equal(inside.sum(0), np.ones(300, dtype=int))

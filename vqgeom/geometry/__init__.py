@@ -11,7 +11,7 @@ shapely, networkx and matplotlib are imported when first needed.
 
 from .examples import printed_map_net, shallow_tent_net, tent_breakpoints, tent_map_net
 from .lemmas import LemmaReport, verify_lemma1, verify_lemma2
-from .partition import Partition, partition, plane_through
+from ._partition import Partition, partition, plane_through
 from .plot import plot_distance_scatter, plot_graph, plot_partition
 
 __all__ = [

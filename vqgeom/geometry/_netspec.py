@@ -1,4 +1,4 @@
-"""Turn the inputs :func:`vqgeom.geometry.partition` accepts into one layer list.
+"""Turn the inputs :func:`vqgeom.geometry._partition` accepts into one layer list.
 
 The common form is the reference oracle's: ``[(A, b, act), ...]`` with ``A`` of shape
 (out, in) in float64 and ``act`` one of ``"relu"``, ``("leaky", s)``,
@@ -76,7 +76,7 @@ def _from_torch(model: Any) -> NetSpec:
     named = _flatten(model, "")
     layers: list = []
     names: list[str] = []
-    pending: tuple[np.ndarray, np.ndarray, str] | None = None  # an affine map awaiting its activation
+    pending: tuple[np.ndarray, np.ndarray] | None = None  # an affine map awaiting its activation
     in_dim: int | None = None
     for i, (path, m) in enumerate(named):
         if isinstance(m, nn.Linear):
@@ -86,18 +86,18 @@ def _from_torch(model: Any) -> NetSpec:
             if in_dim is None:
                 in_dim = W.shape[1]
             if pending is not None:  # two affine maps in a row compose into one
-                W0, b0, _ = pending
+                W0, b0 = pending
                 if W.shape[1] != W0.shape[0]:
                     raise ValueError(f"net[{i}]: expected in_features={W0.shape[0]}, got {W.shape[1]}")
                 W, b = W @ W0, W @ b0 + b
-            pending = (W, b, str(i))
+            pending = (W, b)
         elif isinstance(m, (nn.Identity, nn.Flatten, nn.Dropout)):
             continue
         else:
             act, fname = _torch_act(m, i)
             if pending is None:
                 raise ValueError(f"net[{i}]: expected an activation after a Linear layer, got {type(m).__name__} first")
-            W, b, where = pending
+            W, b = pending
             if act[0] == "prelu" and len(act[1]) not in (1, W.shape[0]):
                 raise ValueError(f"net[{i}] (PReLU): expected 1 or {W.shape[0]} slopes, got {len(act[1])}")
             if act[0] == "prelu" and len(act[1]) == 1:

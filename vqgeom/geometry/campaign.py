@@ -25,7 +25,7 @@ import numpy as np
 
 from .examples import tent_map_net
 from .lemmas import verify_lemma1, verify_lemma2
-from .partition import partition
+from ._partition import partition
 
 __all__ = ["main", "run_campaign"]
 
@@ -44,12 +44,12 @@ def _random_mlp(rng: np.random.Generator, widths: list[int]) -> list[tuple[np.nd
 
 
 def run_campaign(
-    seeds: int = 3,
-    widths: tuple[int, ...] = (4, 8),
-    depths: tuple[int, ...] = (2, 3, 4),
-    shallow_widths: tuple[int, ...] = (8, 16),
-    lines: tuple[int, ...] = (6, 12),
-    tent_depths: tuple[int, ...] = (3, 5),
+    seeds: int = 5,
+    widths: tuple[int, ...] = (4, 8, 16),
+    depths: tuple[int, ...] = (2, 3, 4, 5),
+    shallow_widths: tuple[int, ...] = (8, 16, 32),
+    lines: tuple[int, ...] = (6, 12, 24),
+    tent_depths: tuple[int, ...] = (3, 5, 7),
     seed0: int = 0,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
@@ -154,13 +154,13 @@ def _int_list(text: str) -> tuple[int, ...]:
 def main(argv: list[str] | None = None) -> int:
     """``vqgeom lemmas [--seeds N] [--widths 4,8] [--depths 2,3,4] ...``: print the table; 0 iff all rows pass."""
     ap = argparse.ArgumentParser(prog="vqgeom lemmas", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=3, help="random seeds per case (default 3)")
+    ap.add_argument("--seeds", type=int, default=5, help="random seeds per case (default 5)")
     ap.add_argument("--seed0", type=int, default=0, help="first seed (default 0)")
-    ap.add_argument("--widths", type=_int_list, default=(4, 8), help="deep-net widths (default 4,8)")
-    ap.add_argument("--depths", type=_int_list, default=(2, 3, 4), help="deep-net depths (default 2,3,4)")
-    ap.add_argument("--shallow-widths", type=_int_list, default=(8, 16), help="shallow-net widths (default 8,16)")
-    ap.add_argument("--lines", type=_int_list, default=(6, 12), help="arrangement sizes (default 6,12)")
-    ap.add_argument("--tent-depths", type=_int_list, default=(3, 5), help="tent-map depths (default 3,5)")
+    ap.add_argument("--widths", type=_int_list, default=(4, 8, 16), help="deep-net widths (default 4,8,16)")
+    ap.add_argument("--depths", type=_int_list, default=(2, 3, 4, 5), help="deep-net depths (default 2,3,4,5)")
+    ap.add_argument("--shallow-widths", type=_int_list, default=(8, 16, 32), help="shallow-net widths (default 8,16,32)")
+    ap.add_argument("--lines", type=_int_list, default=(6, 12, 24), help="arrangement sizes (default 6,12,24)")
+    ap.add_argument("--tent-depths", type=_int_list, default=(3, 5, 7), help="tent-map depths (default 3,5,7)")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = ap.parse_args(argv)

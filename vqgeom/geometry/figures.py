@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .examples import shallow_tent_net, tent_breakpoints, tent_map_net
-from .partition import partition
+from ._partition import partition
 
 __all__ = ["fig5"]
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .partition import Partition, partition
+from ._partition import Partition, partition
 
 __all__ = ["LemmaReport", "verify_lemma1", "verify_lemma2"]
 

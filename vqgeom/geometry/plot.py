@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .partition import Partition
+from ._partition import Partition
 
 __all__ = ["plot_partition", "plot_graph", "plot_distance_scatter", "layer_colors"]
 
