@@ -261,11 +261,23 @@ def test_load_mnist_images_and_labels_must_agree(tmp_path):
 def test_load_mnist_missing_files_give_instructions(tmp_path, monkeypatch):
     monkeypatch.delenv(data.MNIST_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="VQGEOM_MNIST"):
-        data.load_mnist()
+        data.load_mnist(download=False)
     with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.gz not found.*VQGEOM_MNIST.*download=True"):
-        data.load_mnist(tmp_path)
+        data.load_mnist(tmp_path, download=False)
     with pytest.raises(ValueError, match="split"):
         data.load_mnist(tmp_path, split="validation")
+
+
+def test_load_mnist_without_network_fails_with_instructions(tmp_path, monkeypatch):
+    # no reachable mirror (a file:// URL that does not exist stands for a machine without network)
+    monkeypatch.setattr(data, "MNIST_MIRRORS", ("file:///nonexistent-mirror/",))
+    monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default download folder is ~/.cache/vqgeom/mnist
+    with pytest.raises(FileNotFoundError, match=r"could not download t10k-images.*\.cache/vqgeom/mnist.*VQGEOM_MNIST"):
+        data.load_mnist()
+    with pytest.raises(FileNotFoundError, match=r"could not download t10k-images.*Put the standard MNIST IDX files"):
+        data.load_mnist(tmp_path / "elsewhere")
+    assert not list((tmp_path / "elsewhere").iterdir())  # nothing half-downloaded left behind
 
 
 def test_load_mnist_reads_the_environment_variable(tmp_path, monkeypatch):

@@ -202,6 +202,7 @@ def test_fig4_sweep_rows_and_limits(run_all):
 
 def test_mnist_missing_files_fail_with_instructions(tmp_path, monkeypatch):
     monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    monkeypatch.setattr(data, "MNIST_MIRRORS", ("file:///nonexistent-mirror/",))  # no network
     with pytest.raises(FileNotFoundError, match="VQGEOM_MNIST"):
         reproduce.run("fig3", tmp_path / "out", small=True, progress=False, mnist=str(tmp_path))
 

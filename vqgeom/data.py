@@ -6,7 +6,9 @@
 - :func:`disc_grid`: the 96 x 96 grid on [-1, 1]^2 restricted to the unit disc (Fig. 1).
 - :func:`load_mnist` / :func:`read_idx` / :func:`split`: MNIST from IDX(.gz) files, checksummed.
 
-Nothing here needs scikit-learn or torchvision, and nothing downloads unless asked to.
+Nothing here needs scikit-learn or torchvision. :func:`load_mnist` downloads missing MNIST files
+(checksummed) where the network allows, and otherwise fails saying how to get them; ``download=False``
+keeps it offline.
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-"""Mirrors tried in order by :func:`load_mnist` when ``download=True``."""
+"""Mirrors tried in order by :func:`load_mnist` for missing files (unless ``download=False``)."""
 
 _IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -314,25 +316,31 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def _download(name: str, md5: str, folder: Path, timeout: float) -> None:
-    """Fetch ``name`` from the first mirror that answers, verify it, then move it into ``folder``."""
+    """Fetch ``name`` from the first mirror that answers, verify it, then move it into ``folder``.
+
+    The file is written under a temporary name and renamed only once its checksum matches, so an
+    interrupted or corrupted download never leaves a file with the canonical name behind.
+    """
     errors = []
     for mirror in MNIST_MIRRORS:
+        tmp = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as tmp:
-                with urllib.request.urlopen(mirror + name, timeout=timeout) as resp:
-                    shutil.copyfileobj(resp, tmp)
-            got = _md5(Path(tmp.name))
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + name, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            got = _md5(Path(tmp))
             if got != md5:
-                os.unlink(tmp.name)
                 errors.append(f"{mirror}{name}: md5 {got}, expected {md5}")
                 continue
-            os.replace(tmp.name, folder / name)
+            os.replace(tmp, folder / name)
+            tmp = None
             return
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            if "tmp" in locals() and os.path.exists(tmp.name):
-                os.unlink(tmp.name)
             errors.append(f"{mirror}{name}: {exc}")
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
     raise OSError("; ".join(errors))
 
 
@@ -342,7 +350,7 @@ def _instructions(folder: Path | None, names: list[str]) -> str:
         f"{MNIST_MIRRORS[0]}) into a folder and pass it as folder=... (CLI: --mnist DIR) or set "
         f"the environment variable {MNIST_ENV}=DIR"
         + (f" (looked in {folder})" if folder is not None else "")
-        + ", or call load_mnist(..., download=True) where the network allows."
+        + "; where the network allows, load_mnist(..., download=True) fetches them (checksummed)."
     )
 
 
@@ -350,15 +358,15 @@ def load_mnist(
     folder: str | os.PathLike | None = None,
     split: str = "test",
     *,
-    download: bool = False,
+    download: bool = True,
     verify: bool = True,
-    timeout: float = 30.0,
+    timeout: float = 10.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST images and labels from standard IDX files.
 
-    The folder is ``folder`` if given, else the environment variable ``VQGEOM_MNIST``.
-    It must hold the canonical file names of :data:`MNIST_FILES` (gzipped) or the same
-    names without ``.gz``.
+    The folder is ``folder`` if given, else the environment variable ``VQGEOM_MNIST``, else
+    (only when downloading) ``~/.cache/vqgeom/mnist``. It holds the canonical file names of
+    :data:`MNIST_FILES` (gzipped) or the same names without ``.gz``.
 
     Parameters
     ----------
@@ -368,14 +376,14 @@ def load_mnist(
         ``"test"``: the 10,000 ``t10k`` images (the paper splits those 8,000 / 2,000, see
         :func:`split`); ``"train"``: the 60,000 training images.
     download : bool
-        Fetch missing gzipped files from :data:`MNIST_MIRRORS` into the folder (verified
-        against the md5 checksums before they are kept). Off by default: nothing touches
-        the network unless asked to.
+        Fetch missing gzipped files from :data:`MNIST_MIRRORS` into the folder; a file is
+        kept only once its md5 checksum matches. Where the network does not allow it, the
+        error says how to provide the files. ``False``: never touch the network.
     verify : bool
         Check the md5 of gzipped files against the canonical checksums. Switch it off only
         for files that are not the canonical ones (e.g. a test's own small files).
     timeout : float
-        Seconds per network request when downloading.
+        Seconds per network request when downloading (each mirror is tried once).
 
     Returns
     -------
@@ -385,7 +393,8 @@ def load_mnist(
     Raises
     ------
     FileNotFoundError
-        No folder named, or files missing and not downloaded (the message says how to get them).
+        No folder named (with ``download=False``), or files missing and not downloadable (the
+        message says how to get them).
     ValueError
         A checksum mismatch, a corrupted or truncated file, or images and labels that disagree.
     """
