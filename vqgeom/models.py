@@ -67,7 +67,6 @@ def mlp(
     depth: int,
     out_dim: int,
     activation: str = "relu",
-    *,
     dtype: torch.dtype | str = torch.float32,
     seed: int | None = 0,
 ) -> MLP:

@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", choices=[*TARGETS, "all"], help="which figure (all: every one, in order)")
     p.add_argument("--out", default="out/reproduce", help="output folder (default: %(default)s)")
     p.add_argument("--small", action="store_true", help="reduced sizes for a quick smoke run (not the paper's settings)")
-    p.add_argument("--mnist", default=None, help="folder with the MNIST IDX files (default: $VQGEOM_MNIST)")
+    p.add_argument("--mnist", default=None, help="folder with the MNIST IDX files (default: $VQGEOM_MNIST, else downloaded into ~/.cache/vqgeom/mnist)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for encoding and distances (default: torch's choice; training always uses one)")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
