@@ -225,3 +225,23 @@ def test_plots(tmp_path):
         plot_partition(part, Figure().subplots(), values=np.zeros(3))
     with pytest.raises(ValueError, match="d_omega"):
         plot_distance_scatter(np.zeros((2, 2)), np.zeros((3, 3)))
+
+
+def test_partition_panels(tmp_path):
+    from vqgeom.geometry.figures import partition_panels
+
+    layers = random_layers(2, [4, 4])
+    out = partition_panels(layers, tmp_path, BOX, name="p")
+    for f in out["files"]:
+        assert os.path.getsize(f) > 0
+    part = partition(layers, BOX)
+    assert out["n_regions"] == part.n_regions and out["n_edges"] == part.graph.number_of_edges()
+    per_layer = [sum(1 for *_, a in part.graph.edges(data=True) if a["layer"] == l) for l in range(2)]
+    assert out["edges_per_layer"] == per_layer
+    rep = verify_lemma2(part)
+    assert out["lemma2"]["less"] == rep.less and out["lemma2"]["violations"] == 0
+    assert "lemma1" not in out
+    one = partition_panels(random_lines(0, 4), tmp_path, BOX, name="q")
+    assert one["lemma1"]["violations"] == 0
+    with pytest.raises(ValueError, match="bounds"):
+        partition_panels(layers, tmp_path)

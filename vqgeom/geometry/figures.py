@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from ._partition import Partition, partition
 from .examples import shallow_tent_net, tent_breakpoints, tent_map_net
-from ._partition import partition
+from .lemmas import verify_lemma1, verify_lemma2
 
-__all__ = ["fig5"]
+__all__ = ["fig5", "partition_panels"]
 
 
 def fig5(out_dir: str | os.PathLike, L: int = 4, *, dpi: int = 150) -> dict[str, Any]:
@@ -110,4 +111,73 @@ def fig5(out_dir: str | os.PathLike, L: int = 4, *, dpi: int = 150) -> dict[str,
     out["files"] = [base + ".png", base + ".pdf", base + "_pairs.csv", base + ".json"]
     with open(base + ".json", "w") as f:
         json.dump({**out, "breakpoints": deep.intervals[1:, 0].tolist()}, f, indent=2)
+    return out
+
+
+def partition_panels(
+    net_or_partition: Any,
+    out_dir: str | os.PathLike,
+    bounds: Any = None,
+    *,
+    plane: Any = None,
+    name: str = "partition",
+    dpi: int = 150,
+) -> dict[str, Any]:
+    """Three panels: the partition (boundaries by layer), its adjacency graph, and d against d_Omega.
+
+    Writes ``{name}.png``, ``{name}.pdf`` and ``{name}.json`` (region and edge counts, edges
+    per layer, and the Lemma 2 report, plus Lemma 1's for a single layer).
+
+    Parameters
+    ----------
+    net_or_partition : Partition, or anything :func:`partition` accepts
+    out_dir : path
+    bounds, plane
+        Passed to :func:`partition` when a network is given.
+    name : str
+        File stem.
+    dpi : int
+
+    Returns
+    -------
+    dict
+        The numbers written to the JSON file, with ``files``.
+    """
+    from matplotlib.figure import Figure
+
+    from .plot import plot_distance_scatter, plot_graph, plot_partition
+
+    if isinstance(net_or_partition, Partition):
+        part = net_or_partition
+    else:
+        if bounds is None:
+            raise ValueError("bounds: expected (xmin, xmax, ymin, ymax) or (lo, hi) with a network, got None")
+        part = partition(net_or_partition, bounds, plane=plane)
+    os.makedirs(out_dir, exist_ok=True)
+    d_om, d_vq = part.distances(), part.code_distances()
+    rep2 = verify_lemma2(part)
+    out: dict[str, Any] = {
+        "n_regions": part.n_regions,
+        "n_edges": int(len(part.edge_index)),
+        "layer_sizes": list(part.layer_sizes),
+        "edges_per_layer": np.bincount(part.edge_layer, minlength=len(part.layer_sizes)).tolist(),
+        "lemma2": {k: getattr(rep2, k) for k in ("pairs", "equal", "less", "greater", "violations")},
+    }
+    if len(part.layer_sizes) == 1:
+        rep1 = verify_lemma1(part)
+        out["lemma1"] = {k: getattr(rep1, k) for k in ("pairs", "equal", "less", "greater", "violations")}
+    fig = Figure(figsize=(15, 5), layout="constrained")
+    axs = fig.subplots(1, 3)
+    plot_partition(part, axs[0])
+    axs[0].set_title(f"{part.n_regions} regions (boundaries by layer)")
+    plot_graph(part, axs[1])
+    axs[1].set_title(f"adjacency graph: {out['n_edges']} edges")
+    plot_distance_scatter(d_om, d_vq, axs[2])
+    axs[2].set_title(f"VQ distance vs $d_\\Omega$: {100 * rep2.strict_share:.1f}% of pairs strictly below")
+    base = os.path.join(os.fspath(out_dir), name)
+    fig.savefig(base + ".png", dpi=dpi)
+    fig.savefig(base + ".pdf")
+    out["files"] = [base + ".png", base + ".pdf", base + ".json"]
+    with open(base + ".json", "w") as f:
+        json.dump(out, f, indent=2)
     return out
