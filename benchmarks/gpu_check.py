@@ -127,11 +127,27 @@ def ceilings(quick):
     x = torch.randint(-128, 127, (s, s), dtype=torch.int8, device=DEV)
     y = torch.randint(-128, 127, (s, s), dtype=torch.int8, device=DEV)
     ms2 = bench(lambda: torch._int_mm(x, y), reps=10)
-    rate = 2 * s**3 / (ms2 * 1e-3)
-    META.update(copy_bandwidth_Bps=bw, int8_ops_per_s=rate)
-    log(f"copy bandwidth {bw / 1e12:.2f} TB/s (read+write); int8 matmul (torch._int_mm 8192^3) {rate / 1e12:.0f} TOPS")
+    rate_torch = 2 * s**3 / (ms2 * 1e-3)
     row("ceiling", "d2d copy (read+write)", n, 0, ms, note=f"{bw / 1e12:.3f} TB/s")
-    row("ceiling", "torch._int_mm 8192^3", s, s, ms2, note=f"{rate / 1e12:.1f} TOPS")
+    row("ceiling", "torch._int_mm 8192^3", s, s, ms2, note=f"{rate_torch / 1e12:.1f} TOPS")
+    from _int8_gemm import int8_gemm
+
+    rate = rate_torch
+    yt = y.t().contiguous()  # (N, K): K-major operand for the Triton GEMM
+    ref = torch._int_mm(x[:256], y)
+    for cfg in [(128, 256, 128, 8, 3), (128, 128, 128, 8, 4), (256, 128, 128, 8, 3)]:
+        try:
+            assert torch.equal(int8_gemm(x, yt, cfg)[:256], ref), "Triton int8 GEMM disagrees with torch._int_mm"
+            ms3 = bench(lambda c=cfg: int8_gemm(x, yt, c), reps=10)
+        except Exception as exc:  # a tile that does not fit this card: keep the others
+            log(f"int8 GEMM {cfg} failed: {exc!r}"[:300])
+            continue
+        r3 = 2 * s**3 / (ms3 * 1e-3)
+        row("ceiling", f"triton int8 GEMM {cfg[:3]}", s, s, ms3, note=f"{r3 / 1e12:.1f} TOPS")
+        rate = max(rate, r3)
+    META.update(copy_bandwidth_Bps=bw, int8_ops_per_s=rate, int8_ops_torch_int_mm=rate_torch)
+    log(f"copy bandwidth {bw / 1e12:.2f} TB/s (read+write); int8 rate {rate / 1e12:.0f} TOPS "
+        f"(best of torch._int_mm {rate_torch / 1e12:.0f} and Triton GEMMs)")
     return bw, rate
 
 
@@ -325,7 +341,9 @@ def bench_encoder(bw, rate, gen, n):
     bits, sizes = R.mlp_bits(ref, sub)
     read_floor = X.numel() * 4 / bw * 1e3
     best = None
-    variants = [("ieee", None), ("ieee", (128, 32, 8)), ("ieee", (32, 64, 4)), ("tf32x3", None), ("tf32", None)]
+    variants = [("ieee", None), ("ieee", (128, 64, 8, 3)), ("ieee", (64, 128, 4, 3)), ("ieee", (64, 64, 4, 4)),
+                ("tf32x3", None), ("tf32x3", (128, 64, 8, 3)), ("tf32x3", (64, 128, 4, 3)), ("tf32x3", (64, 64, 4, 4)),
+                ("tf32x3", (128, 128, 8, 3)), ("tf32", None), ("tf32", (128, 64, 8, 3))]
     for prec, cfg in variants:
         fn = lambda p=prec, c=cfg: encode.encode_mlp(layers, X, precision=p, config=c)  # noqa: E731
         out = fn()
@@ -335,8 +353,8 @@ def bench_encoder(bw, rate, gen, n):
         frac = X.numel() * 4 / (ms * 1e-3) / bw
         row("encoder_784_16x6", f"fused {prec} {cfg or 'default'}", n, 96, ms, read_floor, "HBM read of X",
             note=f"{frac * 100:.0f}% of copy bandwidth; {mism} bits differ from float64 ref in 2000 rows")
-        if prec == "ieee" and (best is None or ms < best[1]):
-            best = (cfg, ms, frac)
+        if mism == 0 and (best is None or ms < best[2]):
+            best = (prec, cfg, ms, frac)
 
     def torch_encode():
         h = X
@@ -349,7 +367,8 @@ def bench_encoder(bw, rate, gen, n):
 
     ms_t = bench(torch_encode, reps=5)
     row("encoder_784_16x6", "peer: torch matmuls + signs (unpacked)", n, 96, ms_t, read_floor, "HBM read of X")
-    META["encoder_best"] = dict(config=str(best[0]), ms=best[1], fraction_of_bandwidth=best[2])
+    if best is not None:
+        META["encoder_best"] = dict(precision=best[0], config=str(best[1]), ms=best[2], fraction_of_bandwidth=best[3])
     del X
     torch.cuda.empty_cache()
 
@@ -422,7 +441,9 @@ def run_tests() -> None:
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         res = subprocess.CompletedProcess(cmd, 124, out, "pytest timed out after 300 s")
-    lines = (res.stdout + res.stderr).strip().splitlines()
+    lines = [ln for ln in (res.stdout + res.stderr).strip().splitlines() if "Warning" not in ln and "warner(" not in ln]
+    summary = next((ln for ln in reversed(lines) if " passed" in ln or " failed" in ln), "no summary")
+    lines.append(summary)
     failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
     for ln in failed[:20] + lines[-1:]:
         print("   ", ln[:300])

@@ -58,6 +58,7 @@ def _load_kernels():
 
 K = _load_kernels()
 hamming, int8, encode, reductions = K["hamming"], K["int8"], K["encode"], K["reductions"]
+popcount32 = K["_popcount"].popcount32
 
 
 def _codes(rng, n, sizes, p=0.5):
@@ -83,7 +84,7 @@ def test_popcount_matches_bit_count():
         @triton.jit
         def _pc(X, Y, n, HW: tl.constexpr, B: tl.constexpr):
             o = tl.program_id(0) * B + tl.arange(0, B)
-            tl.store(Y + o, K["_popcount"].popcount32(tl.load(X + o, mask=o < n), HW), mask=o < n)
+            tl.store(Y + o, popcount32(tl.load(X + o, mask=o < n), HW), mask=o < n)
 
     finally:
         if prev is None:

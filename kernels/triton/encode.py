@@ -230,7 +230,7 @@ def _fused_config(hp: int) -> tuple[int, int, int]:
 
 
 def encode_mlp(layers: Sequence[tuple], X: torch.Tensor, *, precision: str = "ieee",
-               fused: bool | None = None, config: tuple[int, int, int] | None = None) -> torch.Tensor:
+               fused: bool | None = None, config: tuple[int, ...] | None = None) -> torch.Tensor:
     """Packed VQ codes of an MLP, computed on the GPU (or in the Triton interpreter).
 
     Parameters
@@ -246,7 +246,7 @@ def encode_mlp(layers: Sequence[tuple], X: torch.Tensor, *, precision: str = "ie
     fused : bool, optional
         Force the one-launch kernel (True) or one launch per layer (False); default:
         fused while every layer is at most ``FUSED_MAX_WIDTH`` wide.
-    config : (BM, BK, num_warps), optional
+    config : (BM, BK, num_warps) or (BM, BK, num_warps, num_stages), optional
         Tile override for the fused kernel (benchmarks tune it; default by width).
 
     Returns
@@ -268,11 +268,12 @@ def encode_mlp(layers: Sequence[tuple], X: torch.Tensor, *, precision: str = "ie
     if use_fused and not st.fused:
         raise ValueError(f"fused: a layer of width {max(st.sizes)} exceeds FUSED_MAX_WIDTH={FUSED_MAX_WIDTH}")
     if use_fused:
-        bm, bk, nw = _fused_config(st.hp) if config is None else config
+        bm, bk, nw, *stages = _fused_config(st.hp) if config is None else config
+        extra = {"num_stages": stages[0]} if stages else {}
         _fused_encode_kernel[(triton.cdiv(n, bm),)](
             X, n, st.d_in, X.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, out,
             out.stride(0), len(st.sizes), BM=bm, BK=bk, HP=st.hp, UPW=min(32, st.hp), PREC=precision,
-            num_warps=nw,
+            num_warps=nw, **extra,
         )
         return out
     h = X

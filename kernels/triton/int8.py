@@ -116,7 +116,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
         for k in range(k0, k1, BK):
             a = tl.load(srow + (k + ak)[None, :], mask=mm[:, None], other=0)
             b = tl.load(tcol + (k + ak)[:, None], mask=mn[None, :], other=0)
-            dot = tl.dot(a, b, dot)
+            dot = tl.dot(a, b, dot, out_dtype=tl.int32)
         h = (tl.load(BL + g) - dot) >> 1
         if WEIGHTED:
             total += h * tl.load(WGT + g)
