@@ -167,9 +167,11 @@ def bench_pairwise(bw, rate, gen, n_full):
     results = {}
     configs = {
         "int8": [dict(block=(128, 128, 64), num_warps=8, num_stages=3),
-                 dict(block=(128, 128, 32), num_warps=8, num_stages=4),
-                 dict(block=(256, 256, 64), num_warps=8, num_stages=3)],
-        "popcount": [dict(block=(64, 64), num_warps=4), dict(block=(128, 128), num_warps=8)],
+                 dict(block=(128, 128, 64), num_warps=4, num_stages=3),
+                 dict(block=(64, 64, 64), num_warps=4, num_stages=3),
+                 dict(block=(128, 128, 32), num_warps=8, num_stages=3)],
+        "popcount": [dict(block=(64, 64), num_warps=4), dict(block=(128, 128), num_warps=8),
+                     dict(block=(64, 64), num_warps=8)],
     }
     for method, cfgs in configs.items():
         for cfg in cfgs:
@@ -185,7 +187,8 @@ def bench_pairwise(bw, rate, gen, n_full):
             torch.cuda.empty_cache()
             ms = bench(fn, reps=5, warmup=1)
             results[(method, str(cfg))] = ms
-            row("pairwise_sym_int16", f"{method} {cfg['block']} w{cfg['num_warps']}", n_full, 288, ms,
+            row("pairwise_sym_int16", f"{method} {cfg['block']} w{cfg['num_warps']} s{cfg.get('num_stages', '-')}",
+                n_full, 288, ms,
                 max(write_floor, int8_floor), "max(HBM write, int8 ops)",
                 note=f"write floor {write_floor:.2f} ms; int8 floor {int8_floor:.2f} ms; mirror ok={sym_ok}")
     best = min(results.items(), key=lambda kv: kv[1])
@@ -264,17 +267,27 @@ def bench_heat(bw, rate, gen, n):
     words = random_words(n, sizes, gen)
     v = torch.randn(n, device=DEV, generator=gen)
     s2 = 60.0
-    y = reductions.heat_matmat(words, sizes, v, s2)
     rows = torch.arange(0, n, n // 97, device=DEV)[:96]
     d = hamming.pairwise_hamming(words[rows], words, sizes, None, torch.int16).double()
     want = torch.exp(-d / s2) @ v.double()
+    n_s = min(n, 200_000)
+    best_cfg, best_ms = None, None
+    for blk, nw in [((128, 64), 8), ((128, 128), 8), ((64, 128), 4), ((64, 64), 4), ((128, 64), 4)]:
+        ms_s = bench(lambda b=blk, w=nw: reductions.heat_matmat(words[:n_s], sizes, v[:n_s], s2, block=b, num_warps=w),
+                     reps=3, warmup=1)
+        row("heat_matvec_sweep", f"block {blk} w{nw}", n_s, 288, ms_s, 2 * n_s * n_s * 288 / rate * 1e3, "int8 ops")
+        if best_ms is None or ms_s < best_ms:
+            best_cfg, best_ms = (blk, nw), ms_s
+    META["heat_best_config"] = best_cfg
+    y = reductions.heat_matmat(words, sizes, v, s2, block=best_cfg[0], num_warps=best_cfg[1])
     err = float((y[rows].double() - want).abs().max() / want.abs().max())
-    assert err < 1e-4, f"heat matvec relative error {err}"
+    assert err < 1e-4, f"heat matvec (best config) relative error {err}"
     reps = 3 if n >= 500_000 else 5
-    ms = bench(lambda: reductions.heat_matmat(words, sizes, v, s2), reps=reps, warmup=1)
+    ms = bench(lambda: reductions.heat_matmat(words, sizes, v, s2, block=best_cfg[0], num_warps=best_cfg[1]),
+               reps=reps, warmup=1)
     floor = 2 * n * n * 288 / rate * 1e3
     exp_note = f"exp per pair: {n * n / (ms * 1e-3) / 1e12:.2f} T/s"
-    row("heat_matvec", "int8 tiles + exp2 epilogue", n, 288, ms, floor, "int8 ops", note=f"rel err {err:.1e}; {exp_note}")
+    row("heat_matvec", f"int8 tiles + exp2, {best_cfg}", n, 288, ms, floor, "int8 ops", note=f"rel err {err:.1e}; {exp_note}")
     k = 16
     n2 = min(n, 200_000)
     V = torch.randn(n2, k, device=DEV, generator=gen)
@@ -305,9 +318,10 @@ def bench_cosine_knn(bw, rate, gen, n):
     Da, Db = R.hamming(ba, ba, sa), R.hamming(bb, bb, sb)
     want = [R.cosine_similarity(R.heat_kernel(Da, s), R.heat_kernel(Db, s)) for s in s2s]
     np.testing.assert_allclose(got_small, want, rtol=1e-5)
-    ms = bench(lambda: reductions.heat_cosine(wa, sa, wb, sb, s2s), reps=3, warmup=1)
     ops = n * n / 2 * 2 * (288 + 6 * 32)  # upper triangle, both networks (segments padded to 32)
-    row("heat_cosine", f"{len(s2s)} sigma2 in one pass", n, 288, ms, ops / rate * 1e3, "int8 ops")
+    for blk, nw in [(64, 8), (128, 8), (64, 4)]:
+        ms = bench(lambda b=blk, w=nw: reductions.heat_cosine(wa, sa, wb, sb, s2s, block=b, num_warps=w), reps=3, warmup=1)
+        row("heat_cosine", f"{len(s2s)} sigma2, block {blk} w{nw}", n, 288, ms, ops / rate * 1e3, "int8 ops")
     k = 10
     dd, ii = reductions.knn(wa, sa, k)
     q = torch.arange(0, n, n // 50, device=DEV)[:50]
@@ -316,8 +330,9 @@ def bench_cosine_knn(bw, rate, gen, n):
     rd, ri = R.knn(R.hamming(bq, ball, sa), k)
     np.testing.assert_array_equal(ii[q].cpu().numpy(), ri)
     np.testing.assert_array_equal(dd[q].cpu().numpy(), rd)
-    ms_k = bench(lambda: reductions.knn(wa, sa, k), reps=3, warmup=1)
-    row("knn", f"k={k} streamed top-k", n, 288, ms_k, 2 * n * n * 320 / rate * 1e3, "int8 ops")
+    for blk, nw in [((64, 128), 8), ((128, 64), 8), ((64, 64), 4)]:
+        ms_k = bench(lambda b=blk, w=nw: reductions.knn(wa, sa, k, block=b, num_warps=w), reps=3, warmup=1)
+        row("knn", f"k={k} block {blk} w{nw}", n, 288, ms_k, 2 * n * n * 320 / rate * 1e3, "int8 ops")
 
 
 @guarded
@@ -341,9 +356,10 @@ def bench_encoder(bw, rate, gen, n):
     bits, sizes = R.mlp_bits(ref, sub)
     read_floor = X.numel() * 4 / bw * 1e3
     best = None
-    variants = [("ieee", None), ("ieee", (128, 64, 8, 3)), ("ieee", (64, 128, 4, 3)), ("ieee", (64, 64, 4, 4)),
-                ("tf32x3", None), ("tf32x3", (128, 64, 8, 3)), ("tf32x3", (64, 128, 4, 3)), ("tf32x3", (64, 64, 4, 4)),
-                ("tf32x3", (128, 128, 8, 3)), ("tf32", None), ("tf32", (128, 64, 8, 3))]
+    variants = [("ieee", None), ("ieee", (128, 64, 8, 3)), ("ieee", (64, 64, 8, 3)), ("ieee", (32, 64, 2, 4)),
+                ("tf32x3", None), ("tf32x3", (64, 64, 4, 4)), ("tf32x3", (64, 64, 4, 5)), ("tf32x3", (128, 64, 4, 4)),
+                ("tf32x3", (64, 32, 4, 6)), ("tf32x3", (128, 32, 8, 6)), ("tf32x3", (32, 64, 2, 4)),
+                ("tf32", None), ("tf32", (128, 64, 8, 3)), ("tf32", (64, 64, 4, 4)), ("tf32", (128, 64, 4, 4))]
     for prec, cfg in variants:
         fn = lambda p=prec, c=cfg: encode.encode_mlp(layers, X, precision=p, config=c)  # noqa: E731
         out = fn()

@@ -28,7 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_weights, check_words, hw_popcount, layer_offsets, popcount32
+from ._popcount import check_words, hw_popcount, layer_offsets
+from .hamming import word_distance
 
 __all__ = ["encode_mlp", "mlp_layer_sizes", "query_distances", "FUSED_MAX_WIDTH", "FUSED_QUERY_DEFAULT"]
 
@@ -296,7 +297,7 @@ def _query_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, CODES, scn, L
                   REF, M, srn, DOUT, son, LOFF, WGT, NL, chunk,
                   WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr, HW: tl.constexpr,
                   BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, HP: tl.constexpr,
-                  UPW: tl.constexpr, PREC: tl.constexpr):
+                  UPW: tl.constexpr, PREC: tl.constexpr, NW: tl.constexpr):
     """Encode BM query rows, then their distances to reference rows [chunk * pid_s, ...)."""
     offs_m, mm = _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, CODES, scn, L,
                                tl.program_id(0), BM, BK, HP, UPW, PREC)
@@ -310,22 +311,7 @@ def _query_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, CODES, scn, L
         offs_n = n0 + tl.arange(0, BN)
         mn = offs_n < c1
         rrow = REF + offs_n.to(tl.int64) * srn
-        if FLOAT_ACC:
-            total = tl.zeros((BM, BN), dtype=tl.float32)
-        else:
-            total = tl.zeros((BM, BN), dtype=tl.int32)
-        for l in range(NL):
-            w0 = tl.load(LOFF + l)
-            w1 = tl.load(LOFF + l + 1)
-            acc = tl.zeros((BM, BN), dtype=tl.int32)
-            for w in range(w0, w1):
-                a = tl.load(qrow + w, mask=mm, other=0)
-                b = tl.load(rrow + w, mask=mn, other=0)
-                acc += popcount32(a[:, None] ^ b[None, :], HW)
-            if WEIGHTED:
-                total += acc * tl.load(WGT + l)
-            else:
-                total += acc
+        total = word_distance(qrow, rrow, mm, mn, LOFF, WGT, NL, WEIGHTED, FLOAT_ACC, HW, BM, BN, NW)
         ptr = DOUT + offs_m.to(tl.int64)[:, None] * son + offs_n[None, :]
         tl.store(ptr, total.to(DOUT.dtype.element_ty), mask=mm[:, None] & mn[None, :])
 
@@ -357,7 +343,7 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
     distances : torch.Tensor, (Nq, M), ``out_dtype``
     query_words : torch.Tensor, int32, (Nq, W)
     """
-    from .hamming import pairwise_hamming, prepare_weights
+    from .hamming import pairwise_hamming, prepare_weights, static_words
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
@@ -399,6 +385,6 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
         Xq, n, st.d_in, Xq.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, qw, qw.stride(0),
         len(st.sizes), ref_words, m, ref_words.stride(0), dist, dist.stride(0), loff, wgt, nl, chunk,
         WEIGHTED=w is not None, FLOAT_ACC=float_acc, HW=hw_popcount(Xq), BM=bm, BN=bn, BK=bk, HP=st.hp,
-        UPW=min(32, st.hp), PREC=precision, num_warps=nw,
+        UPW=min(32, st.hp), PREC=precision, NW=static_words(offs[-1], w is not None), num_warps=nw,
     )
     return dist, qw

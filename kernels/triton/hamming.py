@@ -22,7 +22,7 @@ import triton.language as tl
 
 from ._popcount import check_weights, check_words, hw_popcount, layer_offsets, popcount32, triangle_tile
 
-__all__ = ["pairwise_hamming", "popcount_hamming", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
+__all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_words", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
 
 # Codes of at least this many 32-bit words go to the int8 tensor-core kernel on a GPU.
 # Set from the crossover measured by benchmarks/gpu_check.py (see benchmarks/results/gpu-*).
@@ -36,11 +36,53 @@ OUT_DTYPES = tuple(
 
 
 @triton.jit
+def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
+                  HW: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr):
+    """Distance tile (BM, BN) by XOR + popcount between word rows ``xrow`` and ``yrow``.
+
+    ``NW > 0`` (unweighted codes of ``NW`` words): the word loop is unrolled at compile
+    time, so all loads are in flight together. Otherwise per-layer runtime loops, one
+    weight multiplication per layer.
+    """
+    if NW > 0:
+        total = tl.zeros((BM, BN), dtype=tl.int32)
+        for w in tl.static_range(NW):
+            a = tl.load(xrow + w, mask=mm, other=0)
+            b = tl.load(yrow + w, mask=mn, other=0)
+            total += popcount32(a[:, None] ^ b[None, :], HW)
+        if FLOAT_ACC:
+            total = total.to(tl.float32)
+    else:
+        if FLOAT_ACC:
+            total = tl.zeros((BM, BN), dtype=tl.float32)
+        else:
+            total = tl.zeros((BM, BN), dtype=tl.int32)
+        for l in range(L):
+            w0 = tl.load(LOFF + l)
+            w1 = tl.load(LOFF + l + 1)
+            acc = tl.zeros((BM, BN), dtype=tl.int32)
+            for w in range(w0, w1):
+                a = tl.load(xrow + w, mask=mm, other=0)
+                b = tl.load(yrow + w, mask=mn, other=0)
+                acc += popcount32(a[:, None] ^ b[None, :], HW)
+            if WEIGHTED:
+                total += acc * tl.load(WGT + l)
+            else:
+                total += acc
+    return total
+
+
+def static_words(n_words: int, weighted: bool, max_words: int = 64) -> int:
+    """``NW`` for the kernels: the word count when the loop can be unrolled, else 0."""
+    return n_words if not weighted and n_words <= max_words else 0
+
+
+@triton.jit
 def _popc_hamming_kernel(
     X, Y, OUT, LOFF, WGT,
     N, M, L, sxn, syn, son, som,
     SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr, HW: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr,
 ):
     if SYM:
         pid_m, pid_n = triangle_tile(tl.program_id(0))
@@ -53,22 +95,7 @@ def _popc_hamming_kernel(
     mn = offs_n < M
     xrow = X + offs_m.to(tl.int64) * sxn
     yrow = Y + offs_n.to(tl.int64) * syn
-    if FLOAT_ACC:
-        total = tl.zeros((BM, BN), dtype=tl.float32)
-    else:
-        total = tl.zeros((BM, BN), dtype=tl.int32)
-    for l in range(L):
-        w0 = tl.load(LOFF + l)
-        w1 = tl.load(LOFF + l + 1)
-        acc = tl.zeros((BM, BN), dtype=tl.int32)
-        for w in range(w0, w1):
-            a = tl.load(xrow + w, mask=mm, other=0)
-            b = tl.load(yrow + w, mask=mn, other=0)
-            acc += popcount32(a[:, None] ^ b[None, :], HW)
-        if WEIGHTED:
-            total += acc * tl.load(WGT + l)
-        else:
-            total += acc
+    total = word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED, FLOAT_ACC, HW, BM, BN, NW)
     res = total.to(OUT.dtype.element_ty)
     om = offs_m.to(tl.int64)
     on = offs_n.to(tl.int64)
@@ -151,7 +178,7 @@ def popcount_hamming(
     _popc_hamming_kernel[grid](
         wx, wy, out, loff, wgt, n, m, n_layers, wx.stride(0), wy.stride(0), out.stride(0), out.stride(1),
         SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=float_acc, HW=hw_popcount(wx), BM=bm, BN=bn,
-        num_warps=num_warps,
+        NW=static_words(offs[-1], w is not None), num_warps=num_warps,
     )
     return out
 

@@ -19,7 +19,7 @@ import triton.language as tl
 
 from ._popcount import check_words, layer_offsets, triangle_tile
 
-__all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance"]
+__all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance", "static_k"]
 
 
 @dataclass(frozen=True)
@@ -97,39 +97,60 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
 @triton.jit
 def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
                      WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                     BK: tl.constexpr):
+                     BK: tl.constexpr, KT: tl.constexpr):
     """Distance tile (BM, BN) between rows ``offs_m`` of S and ``offs_n`` of T.
 
-    int32 when ``FLOAT_ACC`` is false, else float32.
+    int32 when ``FLOAT_ACC`` is false, else float32. ``KT > 0`` says there is one
+    segment of ``KT`` columns: the K loop is then unrolled at compile time, so every
+    operand load is issued up front instead of one dependent round trip per K block.
     """
     srow = S + offs_m.to(tl.int64)[:, None] * ssn
     tcol = T + offs_n.to(tl.int64)[None, :] * stn
     ak = tl.arange(0, BK)
-    if FLOAT_ACC:
-        total = tl.zeros((BM, BN), dtype=tl.float32)
-    else:
-        total = tl.zeros((BM, BN), dtype=tl.int32)
-    for g in range(NSEG):
-        k0 = tl.load(KOFF + g)
-        k1 = tl.load(KOFF + g + 1)
+    if KT > 0:
         dot = tl.zeros((BM, BN), dtype=tl.int32)
-        for k in range(k0, k1, BK):
+        for k in tl.static_range(0, KT, BK):
             a = tl.load(srow + (k + ak)[None, :], mask=mm[:, None], other=0)
             b = tl.load(tcol + (k + ak)[:, None], mask=mn[None, :], other=0)
             dot = tl.dot(a, b, dot, out_dtype=tl.int32)
-        h = (tl.load(BL + g) - dot) >> 1
+        h = (tl.load(BL) - dot) >> 1
         if WEIGHTED:
-            total += h * tl.load(WGT + g)
+            total = h * tl.load(WGT)
         else:
-            total += h
+            total = h
+        if FLOAT_ACC:
+            total = total.to(tl.float32)
+    else:
+        if FLOAT_ACC:
+            total = tl.zeros((BM, BN), dtype=tl.float32)
+        else:
+            total = tl.zeros((BM, BN), dtype=tl.int32)
+        for g in range(NSEG):
+            k0 = tl.load(KOFF + g)
+            k1 = tl.load(KOFF + g + 1)
+            dot = tl.zeros((BM, BN), dtype=tl.int32)
+            for k in range(k0, k1, BK):
+                a = tl.load(srow + (k + ak)[None, :], mask=mm[:, None], other=0)
+                b = tl.load(tcol + (k + ak)[:, None], mask=mn[None, :], other=0)
+                dot = tl.dot(a, b, dot, out_dtype=tl.int32)
+            h = (tl.load(BL + g) - dot) >> 1
+            if WEIGHTED:
+                total += h * tl.load(WGT + g)
+            else:
+                total += h
     return total
+
+
+def static_k(p: "Pm1Codes", max_k: int = 1024) -> int:
+    """``KT`` for the kernels: the column count when there is one segment (unrolled), else 0."""
+    return p.koff[-1] if len(p.units) == 1 and p.koff[-1] <= max_k else 0
 
 
 @triton.jit
 def _int8_hamming_kernel(
     S, T, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, son, som,
     SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr,
 ):
     if SYM:
         pid_m, pid_n = triangle_tile(tl.program_id(0))
@@ -141,7 +162,7 @@ def _int8_hamming_kernel(
     mm = offs_m < N
     mn = offs_n < M
     total = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
-                             WEIGHTED, FLOAT_ACC, BM, BN, BK)
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
     res = total.to(OUT.dtype.element_ty)
     om = offs_m.to(tl.int64)
     on = offs_n.to(tl.int64)
@@ -209,7 +230,7 @@ def int8_hamming(
     _int8_hamming_kernel[grid](
         px.s, py.s, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         out.stride(0), out.stride(1),
-        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg,
+        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg, KT=static_k(px),
         num_warps=num_warps, num_stages=num_stages,
     )
     return out

@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from ._popcount import check_words, layer_offsets
-from .int8 import pm1_codes, segment_args, segment_distance
+from .int8 import pm1_codes, segment_args, segment_distance, static_k
 
 __all__ = ["heat_matmat", "heat_cosine", "knn"]
 
@@ -54,7 +54,7 @@ def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: 
 def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son, coef, KV,
                     SQUARED: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
                     USE_DOT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                    KVP: tl.constexpr):
+                    KVP: tl.constexpr, KT: tl.constexpr):
     pid = tl.program_id(0)
     offs_m = pid * BM + tl.arange(0, BM)
     mm = offs_m < N
@@ -64,7 +64,7 @@ def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son,
         offs_n = n0 + tl.arange(0, BN)
         mn = offs_n < M
         d = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
-                             WEIGHTED, FLOAT_ACC, BM, BN, BK).to(tl.float32)
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT).to(tl.float32)
         if SQUARED:
             d = d * d
         kt = tl.where(mn[None, :], tl.exp2(d * coef), 0.0)
@@ -131,7 +131,7 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
         px.s, py.s, V2, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         V2.stride(0), out.stride(0), -_LOG2E / float(sigma2), kv,
         SQUARED=bool(squared), WEIGHTED=w is not None, FLOAT_ACC=float_acc, USE_DOT=use_dot,
-        BM=bm, BN=bn, BK=px.seg, KVP=kvp, num_warps=num_warps,
+        BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=static_k(px), num_warps=num_warps,
     )
     return out[:, 0] if vec else out
 
@@ -140,7 +140,7 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
 def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2, COEF, N, s1n, s2n,
                    NS: tl.constexpr, SQUARED: tl.constexpr, W1: tl.constexpr, F1: tl.constexpr,
                    W2: tl.constexpr, F2: tl.constexpr, B: tl.constexpr, BK1: tl.constexpr,
-                   BK2: tl.constexpr, SP: tl.constexpr):
+                   BK2: tl.constexpr, SP: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr):
     pid = tl.program_id(0)
     offs_m = pid * B + tl.arange(0, B)
     mm = offs_m < N
@@ -153,9 +153,9 @@ def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2
         offs_n = n0 + tl.arange(0, B)
         mn = offs_n < N
         d1 = segment_distance(S1, S1, offs_m, offs_n, mm, mn, s1n, s1n, KOFF1, BL1, WGT1, NSEG1,
-                              W1, F1, B, B, BK1).to(tl.float32)
+                              W1, F1, B, B, BK1, KT1).to(tl.float32)
         d2 = segment_distance(S2, S2, offs_m, offs_n, mm, mn, s2n, s2n, KOFF2, BL2, WGT2, NSEG2,
-                              W2, F2, B, B, BK2).to(tl.float32)
+                              W2, F2, B, B, BK2, KT2).to(tl.float32)
         if SQUARED:
             d1 = d1 * d1
             d2 = d2 * d2
@@ -223,7 +223,7 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
     _cosine_kernel[(triton.cdiv(n, block),)](
         pa.s, pb.s, out, ka, ba, ga, len(pa.units), kb, bb, gb, len(pb.units), coef, n, pa.s.stride(0),
         pb.s.stride(0), NS=ns, SQUARED=bool(squared), W1=wa is not None, F1=fa, W2=wb is not None, F2=fb,
-        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, num_warps=num_warps,
+        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=static_k(pa), KT2=static_k(pb), num_warps=num_warps,
     )
     sums = out.double().sum(dim=0).cpu().numpy()[:, :ns]  # (3, NS)
     return sums[0] / np.sqrt(sums[1] * sums[2])
@@ -232,7 +232,7 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
 @triton.jit
 def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
                 K: tl.constexpr, KP: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
-                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr):
     pid = tl.program_id(0)
     offs_m = pid * BM + tl.arange(0, BM)
     mm = offs_m < N
@@ -246,7 +246,7 @@ def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
         offs_n = n0 + tl.arange(0, BN)
         mn = offs_n < M
         d = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
-                             WEIGHTED, FLOAT_ACC, BM, BN, BK)
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
         dbits = d.to(tl.int32, bitcast=True).to(tl.int64)  # non-negative: bit order = value order
         keys = tl.where(mn[None, :], (dbits << 32) | offs_n.to(tl.int64)[None, :], BIG)
         worst = tl.max(best, axis=1)
@@ -306,6 +306,6 @@ def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tenso
     _knn_kernel[(triton.cdiv(n, bm),)](
         px.s, py.s, dout, iout, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         K=k, KP=max(2, _next_pow2(k)), WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg,
-        num_warps=num_warps,
+        KT=static_k(px), num_warps=num_warps,
     )
     return dout, iout
