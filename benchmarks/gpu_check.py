@@ -166,12 +166,13 @@ def bench_pairwise(bw, rate, gen, n_full):
     int8_floor = n_full * n_full * 288 * 2 / 2 / rate * 1e3  # symmetric: half the products
     results = {}
     configs = {
-        "int8": [dict(block=(128, 128, 64), num_warps=8, num_stages=3),
-                 dict(block=(128, 128, 64), num_warps=4, num_stages=3),
-                 dict(block=(64, 64, 64), num_warps=4, num_stages=3),
-                 dict(block=(128, 128, 32), num_warps=8, num_stages=3)],
-        "popcount": [dict(block=(64, 64), num_warps=4), dict(block=(128, 128), num_warps=8),
-                     dict(block=(64, 64), num_warps=8)],
+        "int8": [dict(block=(128, 128, 64), num_warps=8, num_stages=3, tma=False),
+                 dict(block=(128, 128, 64), num_warps=8, num_stages=3, tma=True),
+                 dict(block=(128, 128, 64), num_warps=4, num_stages=2, tma=True),
+                 dict(block=(128, 128, 64), num_warps=8, num_stages=2, tma=False),
+                 dict(block=(64, 64, 64), num_warps=4, num_stages=2, tma=True),
+                 dict(block=(64, 64, 64), num_warps=4, num_stages=2, tma=False)],
+        "popcount": [dict(block=(64, 64), num_warps=4)],
     }
     for method, cfgs in configs.items():
         for cfg in cfgs:
@@ -187,7 +188,8 @@ def bench_pairwise(bw, rate, gen, n_full):
             torch.cuda.empty_cache()
             ms = bench(fn, reps=5, warmup=1)
             results[(method, str(cfg))] = ms
-            row("pairwise_sym_int16", f"{method} {cfg['block']} w{cfg['num_warps']} s{cfg.get('num_stages', '-')}",
+            row("pairwise_sym_int16", f"{method} {cfg['block']} w{cfg['num_warps']} s{cfg.get('num_stages', '-')}"
+                + (" tma" if cfg.get("tma") else ""),
                 n_full, 288, ms,
                 max(write_floor, int8_floor), "max(HBM write, int8 ops)",
                 note=f"write floor {write_floor:.2f} ms; int8 floor {int8_floor:.2f} ms; mirror ok={sym_ok}")
@@ -272,7 +274,7 @@ def bench_heat(bw, rate, gen, n):
     want = torch.exp(-d / s2) @ v.double()
     n_s = min(n, 200_000)
     best_cfg, best_ms = None, None
-    for blk, nw in [((128, 64), 8), ((128, 128), 8), ((64, 128), 4), ((64, 64), 4), ((128, 64), 4)]:
+    for blk, nw in [((128, 64), 4), ((128, 64), 8), ((256, 64), 8)]:
         ms_s = bench(lambda b=blk, w=nw: reductions.heat_matmat(words[:n_s], sizes, v[:n_s], s2, block=b, num_warps=w),
                      reps=3, warmup=1)
         row("heat_matvec_sweep", f"block {blk} w{nw}", n_s, 288, ms_s, 2 * n_s * n_s * 288 / rate * 1e3, "int8 ops")
@@ -319,7 +321,7 @@ def bench_cosine_knn(bw, rate, gen, n):
     want = [R.cosine_similarity(R.heat_kernel(Da, s), R.heat_kernel(Db, s)) for s in s2s]
     np.testing.assert_allclose(got_small, want, rtol=1e-5)
     ops = n * n / 2 * 2 * (288 + 6 * 32)  # upper triangle, both networks (segments padded to 32)
-    for blk, nw in [(64, 8), (128, 8), (64, 4)]:
+    for blk, nw in [(64, 4), (128, 4)]:
         ms = bench(lambda b=blk, w=nw: reductions.heat_cosine(wa, sa, wb, sb, s2s, block=b, num_warps=w), reps=3, warmup=1)
         row("heat_cosine", f"{len(s2s)} sigma2, block {blk} w{nw}", n, 288, ms, ops / rate * 1e3, "int8 ops")
     k = 10
@@ -330,7 +332,7 @@ def bench_cosine_knn(bw, rate, gen, n):
     rd, ri = R.knn(R.hamming(bq, ball, sa), k)
     np.testing.assert_array_equal(ii[q].cpu().numpy(), ri)
     np.testing.assert_array_equal(dd[q].cpu().numpy(), rd)
-    for blk, nw in [((64, 128), 8), ((128, 64), 8), ((64, 64), 4)]:
+    for blk, nw in [((64, 64), 4), ((128, 64), 4)]:
         ms_k = bench(lambda b=blk, w=nw: reductions.knn(wa, sa, k, block=b, num_warps=w), reps=3, warmup=1)
         row("knn", f"k={k} block {blk} w{nw}", n, 288, ms_k, 2 * n * n * 320 / rate * 1e3, "int8 ops")
 
@@ -356,10 +358,10 @@ def bench_encoder(bw, rate, gen, n):
     bits, sizes = R.mlp_bits(ref, sub)
     read_floor = X.numel() * 4 / bw * 1e3
     best = None
-    variants = [("ieee", None), ("ieee", (128, 64, 8, 3)), ("ieee", (64, 64, 8, 3)), ("ieee", (32, 64, 2, 4)),
-                ("tf32x3", None), ("tf32x3", (64, 64, 4, 4)), ("tf32x3", (64, 64, 4, 5)), ("tf32x3", (128, 64, 4, 4)),
-                ("tf32x3", (64, 32, 4, 6)), ("tf32x3", (128, 32, 8, 6)), ("tf32x3", (32, 64, 2, 4)),
-                ("tf32", None), ("tf32", (128, 64, 8, 3)), ("tf32", (64, 64, 4, 4)), ("tf32", (128, 64, 4, 4))]
+    variants = [("ieee", None), ("ieee", (32, 64, 2, 4)),
+                ("tf32x3", None), ("tf32x3", (64, 64, 4, 2)), ("tf32x3", (64, 64, 8, 3)), ("tf32x3", (32, 64, 4, 3)),
+                ("tf32x3", (64, 32, 4, 4)), ("tf32x3", (32, 32, 2, 4)), ("tf32x3", (64, 64, 2, 3)),
+                ("tf32", None), ("tf32", (128, 64, 8, 3))]
     for prec, cfg in variants:
         fn = lambda p=prec, c=cfg: encode.encode_mlp(layers, X, precision=p, config=c)  # noqa: E731
         out = fn()

@@ -91,8 +91,8 @@ def test_cupy_bad_input_and_memo():
     with pytest.raises(ValueError, match="wx"):
         loader.pairwise_hamming(wx, None, (10,))
     with pytest.raises(TypeError, match="out_dtype"):
-        loader.pairwise_hamming(wx, None, (40, 1), None, "complex64")
+        loader.pairwise_hamming(wx, None, (64,), None, "complex64")
     with pytest.raises(ValueError, match="out_dtype"):
         loader.pairwise_hamming(cupy.zeros((3, 9), dtype=cupy.uint32), None, (288,), None, "uint8")
     with pytest.raises(TypeError, match="wx"):
-        loader.pairwise_hamming(np.zeros((3, 2), np.uint32), None, (40, 1))
+        loader.pairwise_hamming(np.zeros((3, 2), np.uint32), None, (64,))

@@ -408,6 +408,19 @@ def test_pairwise_full(method, kind, sym):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason=NO_GPU)
+@pytest.mark.parametrize("sym", [False, True])
+def test_pairwise_tma_store_full(sym):
+    rng = np.random.default_rng(34)
+    sizes = (288,)
+    bx, wx = _codes(rng, 1017, sizes)  # ragged: the bulk stores clip at the edges
+    by, wy = (bx, None) if sym else _codes(rng, 712, sizes)  # 712 * 2 bytes: 16-byte rows
+    for dt in (torch.int16, torch.int32):
+        got = _np(int8.int8_hamming(wx, wy, sizes, None, dt, tma=True))
+        np.testing.assert_array_equal(got, R.hamming(bx, by, sizes))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason=NO_GPU)
 @pytest.mark.parametrize("precision", ["ieee", "tf32x3"])
 def test_encode_full(precision):
     rng = np.random.default_rng(32)

@@ -25,8 +25,9 @@ from ._popcount import check_weights, check_words, hw_popcount, layer_offsets, p
 __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_words", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
 
 # Codes of at least this many 32-bit words go to the int8 tensor-core kernel on a GPU.
-# Set from the crossover measured by benchmarks/gpu_check.py (see benchmarks/results/gpu-*).
-INT8_MIN_WORDS = 4
+# Measured by benchmarks/gpu_check.py on an H200 (N = 32768, symmetric, int16): popcount
+# is faster for 1-2 words, int8 from 3 words (B = 96) on (benchmarks/results/gpu-*).
+INT8_MIN_WORDS = 3
 
 OUT_DTYPES = tuple(
     d

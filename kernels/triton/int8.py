@@ -19,6 +19,10 @@ import triton.language as tl
 
 from ._popcount import check_words, layer_offsets, triangle_tile
 
+# Bulk tensor (TMA) stores for the distance tiles by default; set from the comparison in
+# benchmarks/gpu_check.py (benchmarks/results/gpu-*).
+USE_TMA_STORE = False
+
 __all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance", "static_k"]
 
 
@@ -150,7 +154,7 @@ def static_k(p: "Pm1Codes", max_k: int = 1024) -> int:
 def _int8_hamming_kernel(
     S, T, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, son, som,
     SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr, TMA: tl.constexpr,
 ):
     if SYM:
         pid_m, pid_n = triangle_tile(tl.program_id(0))
@@ -164,12 +168,38 @@ def _int8_hamming_kernel(
     total = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
                              WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
     res = total.to(OUT.dtype.element_ty)
-    om = offs_m.to(tl.int64)
-    on = offs_n.to(tl.int64)
-    tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
-    if SYM:
-        if pid_m != pid_n:
-            tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res), mask=mn[:, None] & mm[None, :])
+    if TMA:
+        # Bulk tensor stores (Hopper's copy engine): asynchronous, clipped at the edges.
+        desc = tl.make_tensor_descriptor(OUT, shape=[N, M], strides=[son, 1], block_shape=[BM, BN])
+        desc.store([pid_m * BM, pid_n * BN], res)
+        if SYM:
+            if pid_m != pid_n:
+                desc.store([pid_n * BN, pid_m * BM], tl.trans(res))
+    else:
+        om = offs_m.to(tl.int64)
+        on = offs_n.to(tl.int64)
+        tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
+        if SYM:
+            if pid_m != pid_n:
+                tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res), mask=mn[:, None] & mm[None, :])
+
+
+_ALLOCATOR_SET = False
+
+
+def _tma_ok(out: torch.Tensor) -> bool:
+    """Whether the output can take bulk tensor stores: Hopper or newer, 16-byte rows."""
+    if not out.is_cuda or torch.cuda.get_device_capability(out.device)[0] < 9:
+        return False
+    return out.stride(1) == 1 and (out.stride(0) * out.element_size()) % 16 == 0 and out.data_ptr() % 16 == 0
+
+
+def _ensure_allocator() -> None:
+    """Device-side tensor descriptors need scratch memory from a Triton allocator."""
+    global _ALLOCATOR_SET
+    if not _ALLOCATOR_SET:
+        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
+        _ALLOCATOR_SET = True
 
 
 def segment_args(p: Pm1Codes, w: Any, float_acc: bool, device: torch.device):
@@ -193,11 +223,14 @@ def int8_hamming(
     block: tuple[int, int, int] | None = None,
     num_warps: int = 8,
     num_stages: int = 3,
+    tma: bool | None = None,
 ) -> torch.Tensor:
     """Pairwise VQ distances through int8 tensor-core dot products.
 
     Same arguments and result as :func:`vqgeom.kernels.triton.hamming.pairwise_hamming`;
-    ``block`` is ``(BM, BN, BK)`` (default 128, 128, and the segment multiple).
+    ``block`` is ``(BM, BN, BK)`` (default 128, 128, and the segment multiple). ``tma``
+    writes the tiles with bulk tensor stores (default ``USE_TMA_STORE`` where the GPU and
+    the output's row alignment allow it).
     """
     from .hamming import prepare_weights
 
@@ -227,10 +260,13 @@ def int8_hamming(
         grid = (t * (t + 1) // 2,)
     else:
         grid = (triton.cdiv(n, bm), triton.cdiv(m, bn))
+    use_tma = (USE_TMA_STORE if tma is None else bool(tma)) and _tma_ok(out)
+    if use_tma:
+        _ensure_allocator()
     _int8_hamming_kernel[grid](
         px.s, py.s, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         out.stride(0), out.stride(1),
         SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg, KT=static_k(px),
-        num_warps=num_warps, num_stages=num_stages,
+        TMA=use_tma, num_warps=num_warps, num_stages=num_stages,
     )
     return out

@@ -11,6 +11,9 @@ computing the distance tile with the int8 tensor-core route of
   same inputs, for several sigma2 in one pass (upper triangle only, both are symmetric).
 * :func:`knn` -- row-wise k nearest neighbours by VQ distance (ties -> smaller index).
 
+Tile sizes and warps default to the fastest measured on an H200 by
+``benchmarks/gpu_check.py`` (benchmarks/results/gpu-*).
+
 Float results: the heat-kernel products accumulate in float32 (``exp2`` of the scaled
 distance; tensor-core products in ``tf32x3``, about float32 accuracy), so they match the
 float64 reference to a relative 1e-5 for the sizes tested; the cosine sums per-row
@@ -83,7 +86,7 @@ def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son,
 
 def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, sigma2: float, *,
                 wy: torch.Tensor | None = None, weights: Any = None, squared: bool = False,
-                block: tuple[int, int] = (128, 64), num_warps: int = 8) -> torch.Tensor:
+                block: tuple[int, int] = (128, 64), num_warps: int = 4) -> torch.Tensor:
     """``exp(-D / sigma2) @ V`` without forming ``D`` (``D**2`` if ``squared``).
 
     Parameters
@@ -178,7 +181,7 @@ def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2
 
 def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Tensor, sizes_b: Sequence[int],
                 sigma2s: Sequence[float], *, weights_a: Any = None, weights_b: Any = None,
-                squared: bool = False, block: int = 64, num_warps: int = 8) -> np.ndarray:
+                squared: bool = False, block: int = 64, num_warps: int = 4) -> np.ndarray:
     """Cosine between the heat kernels of two networks on the same N inputs, per sigma2.
 
     ``cos_s = <K_a, K_b> / (||K_a|| ||K_b||)`` with ``K = exp(-D / sigma2_s)`` (Frobenius),
@@ -269,7 +272,7 @@ def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
 
 
 def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tensor | None = None,
-        weights: Any = None, block: tuple[int, int] = (64, 128), num_warps: int = 8
+        weights: Any = None, block: tuple[int, int] = (64, 64), num_warps: int = 4
         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise ``k`` nearest neighbours by VQ distance, streamed (no N x M matrix).
 
