@@ -88,7 +88,8 @@ def unpack_words(words: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
     sizes = [int(b) for b in layer_sizes]
     offs = layer_word_offsets(sizes)
     n = words.shape[0]
-    as_bytes = words.astype("<u4", copy=False).view(np.uint8).reshape(n, -1)
+    # Explicit width: reshape(n, -1) is ambiguous (and raises) for n == 0 rows.
+    as_bytes = words.astype("<u4", copy=False).view(np.uint8).reshape(n, 4 * words.shape[1])
     allbits = np.unpackbits(as_bytes, axis=1, bitorder="little").astype(bool)
     parts = [allbits[:, offs[l] * 32 : offs[l] * 32 + b] for l, b in enumerate(sizes)]
     if not parts:

@@ -1,0 +1,484 @@
+"""Exact partitions: invariants on random cases, robustness cases, adjacency, d_Omega, input checks.
+
+Everything is checked against independent computations: the reference oracle's codes
+(``vqgeom.kernels.reference``), ``vqgeom.encode``, shapely geometry and networkx paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+import shapely
+import torch
+import torch.nn as nn
+
+import vqgeom
+from vqgeom.geometry import Partition, partition, plane_through
+from vqgeom.geometry._netspec import as_netspec
+from vqgeom.kernels.reference import activate, hyperplane_bits, mlp_bits, thresholds
+
+BOX = (-1.0, 1.0, -1.0, 1.0)
+# Float tolerances used below, with their reasons:
+# - areas sum to the box area to relative 1e-9 (the issue's bar; rounding of a few
+#   thousand shoelace terms is ~1e-13);
+# - a shared boundary lies on its hyperplane to 1e-7 in pre-activation units (vertices are
+#   intersections of lines computed through up to 4 layers of 96-wide float64 maps).
+AREA_RTOL = 1e-9
+
+
+def random_mlp(seed: int, widths, in_dim: int = 2, acts=None, out: int | None = None) -> nn.Sequential:
+    g = torch.Generator().manual_seed(seed)
+    mods, d = [], in_dim
+    for i, w in enumerate(widths):
+        lin = nn.Linear(d, w, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(w, d, generator=g, dtype=torch.float64) / np.sqrt(d))
+            lin.bias.copy_(torch.randn(w, generator=g, dtype=torch.float64) * 0.5)
+        mods += [lin, (acts[i] if acts else nn.ReLU())]
+        d = w
+    if out:
+        mods.append(nn.Linear(d, out, dtype=torch.float64))
+    return nn.Sequential(*mods)
+
+
+def pre_activations(spec, X):
+    """Every coding layer's (pre - threshold) values at X, threshold-major per layer: list of (N, B_l)."""
+    z = np.asarray(X, dtype=np.float64)
+    out = []
+    for A, b, act in spec.layers:
+        pre = z @ A.T + b
+        if act is not None:
+            out.append(np.concatenate([pre - t for t in thresholds(act)], axis=1))
+        z = pre if act is None else activate(pre, act)
+    return out
+
+
+def check_invariants(part: Partition, net, *, general_position: bool = True, n_samples: int = 400, seed: int = 0):
+    """The issue's invariants, each against an independent computation."""
+    x0, x1, y0, y1 = part.bounds
+    # 1. areas sum to the domain's area; every polygon is convex, counter-clockwise, nondegenerate.
+    box = (x1 - x0) * (y1 - y0)
+    assert abs(part.areas.sum() - box) <= AREA_RTOL * box
+    polys = part.regions
+    np.testing.assert_allclose(shapely.area(np.array(polys)), part.areas, rtol=1e-9, atol=1e-15 * box)
+    assert np.all(part.areas > 0)
+    for P in polys:
+        assert P.is_valid
+        # convex: the hull adds no area (relative 1e-9, the same rounding budget as the areas)
+        assert P.convex_hull.area - P.area <= 1e-9 * max(P.area, 1e-300) + 1e-15
+    # 2. no overlaps: random points fall in exactly one region, whose code is the point's code.
+    rng = np.random.default_rng(seed)
+    pts = np.stack([rng.uniform(x0, x1, n_samples), rng.uniform(y0, y1, n_samples)], axis=1)
+    inside = np.stack([shapely.contains_xy(P, pts[:, 0], pts[:, 1]) for P in polys])  # (R, n)
+    np.testing.assert_array_equal(inside.sum(0), np.ones(n_samples, dtype=int))
+    owner = inside.argmax(0)
+    spec = as_netspec(net)
+    M0, c0 = part.plane_map
+    pts_in = c0 + pts @ M0.T
+    ref_pts, sizes = mlp_bits(spec.layers, pts_in)
+    codes = part.codes.unpack()
+    np.testing.assert_array_equal(codes[owner], ref_pts)
+    # 3. each region's code equals the reference and vqgeom.encode at its representative point.
+    ref, sizes = mlp_bits(spec.layers, part.inputs)
+    assert tuple(sizes) == part.codes.layer_sizes
+    np.testing.assert_array_equal(codes, ref)
+    enc = vqgeom.encode(net, torch.from_numpy(part.inputs)) if isinstance(net, nn.Module) else vqgeom.encode(
+        net if not isinstance(net, tuple) else vqgeom.Hyperplanes(*net), part.inputs
+    )
+    assert enc.layer_sizes == part.codes.layer_sizes
+    assert enc.layer_names == part.codes.layer_names
+    np.testing.assert_array_equal(enc.unpack(), codes)
+    np.testing.assert_array_equal(enc.words_numpy(), part.codes.words_numpy())
+    # 4. connected graph; distinct codes in general position.
+    assert nx.is_connected(part.graph)
+    if general_position:
+        assert len(np.unique(codes, axis=0)) == part.n_regions
+    return polys
+
+
+def shapely_adjacency(polys, min_len=1e-7, halo=1e-10):
+    """Pairs whose boundaries share a piece longer than ``min_len`` (independent of the partition code).
+
+    Shared vertices are rounded differently on the two sides, so one boundary is compared
+    with the other region grown by ``halo``; a corner contact then yields a piece of length
+    ~ halo / sin(angle / 2), far below ``min_len`` except for needle-like corners.
+    """
+    tree = shapely.STRtree(polys)
+    grown = [P.buffer(halo) for P in polys]
+    out = set()
+    for i, P in enumerate(polys):
+        for j in tree.query(P.buffer(halo)):
+            if j > i and P.boundary.intersection(grown[j]).length > min_len:
+                out.add((i, int(j)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# random cases
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed,widths", [(0, [7]), (1, [5, 6]), (2, [8, 8, 8]), (3, [4, 3, 5, 6]), (4, [33, 9])])
+def test_random_relu_nets(seed, widths):
+    net = random_mlp(seed, widths, out=1)
+    part = partition(net, BOX)
+    polys = check_invariants(part, net, seed=seed)
+    # adjacency equals shapely's, and each shared boundary lies on the recorded hyperplane
+    adj = shapely_adjacency(polys)
+    assert set(map(tuple, part.edge_index.tolist())) == adj
+    spec = as_netspec(net)
+    mids = part.edge_segments.mean(axis=1)
+    pre = pre_activations(spec, mids)
+    vals = np.array([pre[l][k, u] for k, (l, u) in enumerate(zip(part.edge_layer, part.edge_unit))])
+    assert np.abs(vals).max() < 1e-7
+    # generic: the two sides of an edge differ in exactly that one bit
+    codes = part.codes.unpack()
+    base = np.concatenate([[0], np.cumsum(part.layer_sizes)])
+    diff = codes[part.edge_index[:, 0]] != codes[part.edge_index[:, 1]]
+    np.testing.assert_array_equal(diff.sum(1), np.ones(len(diff), dtype=int))
+    np.testing.assert_array_equal(np.argmax(diff, 1), base[part.edge_layer] + part.edge_unit)
+
+
+def test_all_activations_on_a_plane_slice():
+    acts = [nn.ReLU(), nn.LeakyReLU(0.1), nn.Hardtanh(-0.5, 0.7), nn.ReLU6(), nn.PReLU(1, init=0.2, dtype=torch.float64)]
+    net = random_mlp(11, [9, 8, 7, 6, 5], in_dim=5, acts=acts, out=2)
+    X = np.random.default_rng(1).normal(size=(3, 5))
+    part = partition(net, (-0.5, 1.5, -0.5, 1.5), plane=plane_through(*X))
+    assert part.codes.layer_sizes == (9, 8, 14, 12, 5)
+    check_invariants(part, net)
+    # the three inputs sit at plane coordinates (0,0), (1,0), (0,1)
+    M0, c0 = part.plane_map
+    np.testing.assert_allclose(c0 + np.array([[0, 0], [1, 0], [0, 1]]) @ M0.T, X, rtol=0, atol=1e-12)
+
+
+def test_prelu_per_unit_and_origin_dirs_plane():
+    lin = nn.Linear(3, 6, dtype=torch.float64)
+    net = nn.Sequential(lin, nn.PReLU(6, dtype=torch.float64), nn.Linear(6, 4, dtype=torch.float64), nn.ReLU())
+    torch.manual_seed(3)
+    with torch.no_grad():
+        net[1].weight.uniform_(-0.5, 0.5)
+    plane = (np.array([0.1, -0.2, 0.3]), np.array([1.0, 0.0, 0.5]), np.array([0.0, 1.0, -0.5]))
+    part = partition(net, BOX, plane=plane)
+    check_invariants(part, net)
+
+
+def test_list_of_pairs_and_hyperplanes_inputs():
+    rng = np.random.default_rng(5)
+    layers = [(rng.normal(size=(6, 2)), rng.normal(size=6) * 0.3), (rng.normal(size=(5, 6)), rng.normal(size=5) * 0.3)]
+    part = partition(layers, BOX)
+    check_invariants(part, layers)
+    N, o = rng.normal(size=(9, 2)), rng.uniform(-0.8, 0.8, 9)
+    p1 = partition((N, o), BOX)
+    p2 = partition(vqgeom.Hyperplanes(N, o), BOX)
+    check_invariants(p1, (N, o))
+    np.testing.assert_array_equal(p1.codes.unpack(), hyperplane_bits(N, o, p1.inputs))
+    np.testing.assert_array_equal(p1.vertices, p2.vertices)
+    # an arrangement of H lines in general position: 1 + H + (crossings inside) regions
+    crossings = 0
+    for i, j in itertools.combinations(range(9), 2):
+        x = np.linalg.solve(N[[i, j]], -o[[i, j]])
+        crossings += bool(np.all(np.abs(x) < 1))
+    hits = sum(1 for h in range(9) if len(np.unique(hyperplane_bits(N[h : h + 1], o[h : h + 1], part_box_grid()))) == 2)
+    assert p1.n_regions == 1 + hits + crossings
+
+
+def part_box_grid(n=201):
+    g = np.linspace(-1, 1, n)
+    return np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+
+
+# ----------------------------------------------------------------------------------------
+# robustness cases from the issue
+# ----------------------------------------------------------------------------------------
+def lines_deg(*specs):
+    """Lines a x + b y + c = 0 from (a, b, c) triples."""
+    A = np.array([s[:2] for s in specs], dtype=np.float64)
+    return A, np.array([s[2] for s in specs], dtype=np.float64)
+
+
+def test_corner_touching_is_not_adjacent():
+    part = partition(lines_deg((1, 0, 0), (0, 1, 0)), BOX)
+    assert part.n_regions == 4
+    assert part.graph.number_of_edges() == 4  # the diagonal quadrants only touch at the origin
+    D = part.distances()
+    assert sorted(np.unique(D[np.triu_indices(4, 1)]).tolist()) == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("k", [3, 8, 17])
+def test_concurrent_lines(k):
+    ang = np.pi * np.arange(k) / k
+    N = np.stack([np.cos(ang), np.sin(ang)], 1)
+    part = partition((N, np.zeros(k)), BOX)
+    assert part.n_regions == 2 * k
+    degrees = np.array([d for _, d in part.graph.degree()])
+    np.testing.assert_array_equal(degrees, np.full(2 * k, 2))  # a cycle: fans only touch at the centre
+    check_invariants(part, (N, np.zeros(k)))
+
+
+def test_lines_through_vertices_and_corners():
+    # both diagonals go through the box corners; x = 0.5 and y = 0.5 meet on the diagonal y = x
+    net = lines_deg((1, -1, 0), (1, 1, 0), (1, 0, -0.5), (0, 1, -0.5), (1, 0, 0), (0, 1, 0))
+    part = partition(net, BOX)
+    # counted by hand: the axes and diagonals make 8 triangles; x = .5 (through the vertices
+    # (.5, +-.5)) cuts the 4 on the right; y = .5 (through (.5, .5)) cuts the 2 top-left
+    # triangles and one piece on each side of x = .5 in the first quadrant: 8 + 4 + 4 = 16
+    assert part.n_regions == 16
+    check_invariants(part, net)
+    assert set(map(tuple, part.edge_index.tolist())) == shapely_adjacency(part.regions)
+
+
+def test_parallel_coincident_antiparallel_missing_zero():
+    # parallel strips
+    p = partition(lines_deg((1, 0, 0.5), (1, 0, 0), (1, 0, -0.5)), BOX)
+    assert p.n_regions == 4 and nx.is_isomorphic(p.graph, nx.path_graph(4))
+    # coincident (duplicate) and antiparallel copies add no region; their edge records the first unit
+    for dup in [(1, 0, 0), (-1, 0, 0), (2, 0, 0)]:
+        net = lines_deg((1, 0, 0), (0, 1, 0.3), dup)
+        p = partition(net, BOX)
+        assert p.n_regions == 4
+        check_invariants(p, net, general_position=True)
+        units = sorted(set(p.edge_unit.tolist()))
+        assert units == [0, 1]
+    # a line that misses the domain and zero-weight units add nothing and give constant bits
+    N = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    o = np.array([0.0, 5.0, 1.0, -1.0])
+    p = partition([(N, o)], BOX)
+    assert p.n_regions == 2
+    bits = p.codes.unpack()
+    np.testing.assert_array_equal(bits[:, 1:], np.tile([True, True, False], (2, 1)))
+    check_invariants(p, [(N, o)], general_position=True)
+    # a hyperplane *set* with a zero normal is refused, as vqgeom.Hyperplanes refuses it
+    with pytest.raises(ValueError, match="normals"):
+        partition((N, o), BOX)
+
+
+def test_dead_and_zero_weight_units_in_a_deep_net():
+    net = random_mlp(7, [6, 5, 4], out=1)
+    with torch.no_grad():
+        net[2].bias[0] = -1e3  # dead unit of layer 2
+        net[2].weight[1] = 0.0  # zero-weight units: constant sign from the bias
+        net[2].bias[1] = 0.25
+        net[4].weight[2] = 0.0
+        net[4].bias[2] = -0.1
+    part = partition(net, BOX)
+    check_invariants(part, net)
+    bits = part.codes.unpack()
+    np.testing.assert_array_equal(bits[:, 6], np.zeros(part.n_regions, dtype=bool))
+    np.testing.assert_array_equal(bits[:, 7], np.ones(part.n_regions, dtype=bool))
+    np.testing.assert_array_equal(bits[:, 11 + 2], np.zeros(part.n_regions, dtype=bool))
+    assert not np.any((part.edge_layer == 1) & np.isin(part.edge_unit, [0, 1]))
+
+
+@pytest.mark.parametrize("eps,expected", [(1e-14, 6), (1e-3, 7)])
+def test_sliver_tolerance(eps, expected):
+    # x = 0, y = 0 and x + y = eps: within tol * diam of the origin the third line goes through
+    # the vertex (6 regions); farther away it cuts off a small triangle (7 regions)
+    net = lines_deg((1, 0, 0), (0, 1, 0), (1, 1, -eps))
+    part = partition(net, BOX)
+    assert part.n_regions == expected
+    assert abs(part.areas.sum() - 4.0) <= AREA_RTOL * 4
+    assert nx.is_connected(part.graph)
+
+
+def test_near_parallel_lines_and_tiny_regions():
+    # two lines crossing at a very small angle near the boundary
+    net = lines_deg((1, 1e-7, 0.2), (1, -1e-7, 0.2), (0, 1, 0.0))
+    part = partition(net, BOX)
+    check_invariants(part, net, n_samples=200)
+
+
+# ----------------------------------------------------------------------------------------
+# 1-D
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_1d_random_deep(seed):
+    net = random_mlp(seed, [6, 5, 7], in_dim=1, out=1)
+    part = partition(net, (-2.0, 3.0))
+    iv = part.intervals
+    assert iv[0, 0] == -2.0 and iv[-1, 1] == 3.0
+    np.testing.assert_array_equal(iv[1:, 0], iv[:-1, 1])
+    spec = as_netspec(net)
+    ref, _ = mlp_bits(spec.layers, part.inputs)
+    np.testing.assert_array_equal(part.codes.unpack(), ref)
+    # random points in each interval carry its code; neighbours differ (no spurious breakpoint)
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0.001, 0.999, (part.n_regions, 5))
+    pts = iv[:, :1] + t * (iv[:, 1:] - iv[:, :1])
+    bits, _ = mlp_bits(spec.layers, pts.reshape(-1, 1))
+    np.testing.assert_array_equal(bits.reshape(part.n_regions, 5, -1), np.repeat(ref[:, None], 5, 1))
+    assert np.all((ref[1:] != ref[:-1]).any(1))
+    assert nx.is_isomorphic(part.graph, nx.path_graph(part.n_regions))
+    enc = vqgeom.encode(net, torch.from_numpy(part.inputs))
+    np.testing.assert_array_equal(enc.unpack(), ref)
+
+
+def test_1d_line_slice_of_2d_net():
+    net = random_mlp(4, [8, 8], in_dim=2)
+    origin, direction = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    p1 = partition(net, (0.0, 2.0), plane=(origin, direction))
+    # the same line through the 2-D partition: breakpoints where the segment crosses region edges
+    p2 = partition(net, BOX)
+    line = shapely.LineString([(-1, -1), (1, 1)])
+    pieces = [P.intersection(line).length for P in p2.regions]
+    assert p1.n_regions == sum(1 for L in pieces if L > 1e-9)
+
+
+# ----------------------------------------------------------------------------------------
+# distances
+# ----------------------------------------------------------------------------------------
+def test_distances_match_networkx():
+    net = random_mlp(2, [5, 5], out=1)
+    part = partition(net, BOX)
+    D = part.distances()
+    G = part.graph
+    ref = dict(nx.all_pairs_shortest_path_length(G))
+    R = part.n_regions
+    np.testing.assert_array_equal(D, np.array([[ref[i][j] for j in range(R)] for i in range(R)], dtype=float))
+    w = [0.5, 2.0]
+    Dw = part.distances(w)
+    for (i, j, a) in G.edges(data=True):
+        a["w"] = w[a["layer"]]
+    refw = dict(nx.all_pairs_dijkstra_path_length(G, weight="w"))
+    # sums of a few binary fractions: exact in float64, but compare with 1e-12 to allow path-order rounding
+    np.testing.assert_allclose(Dw, np.array([[refw[i][j] for j in range(R)] for i in range(R)]), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(part.distances(sources=[3, 0]), D[[3, 0]])
+    # the VQ distance of the regions' codes, against the reference Hamming
+    from vqgeom.kernels.reference import hamming, layer_hamming
+
+    bits = part.codes.unpack()
+    np.testing.assert_array_equal(part.code_distances(per_layer=True), layer_hamming(bits, bits, part.layer_sizes))
+    np.testing.assert_allclose(part.code_distances(w), hamming(bits, bits, part.layer_sizes, w), rtol=1e-15, atol=0)
+
+
+def test_nested_sequential_composed_linears_and_progress():
+    g = torch.Generator().manual_seed(4)
+    lin = [nn.Linear(2, 6, dtype=torch.float64), nn.Linear(6, 5, dtype=torch.float64), nn.Linear(5, 4, dtype=torch.float64)]
+    for m in lin:
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+    net = nn.Sequential(nn.Sequential(lin[0], nn.ReLU()), lin[1], nn.Identity(), lin[2], nn.ReLU())
+    part = partition(net, BOX, progress=True)
+    check_invariants(part, net)  # codes and layer names equal vqgeom.encode's
+    assert part.codes.layer_names == ("0.1:relu", "4:relu")
+    # two affine maps in a row are one: the same partition as the composed layer
+    W = (lin[2].weight @ lin[1].weight).detach().numpy()
+    b = (lin[2].weight @ lin[1].bias + lin[2].bias).detach().numpy()
+    A0, b0 = lin[0].weight.detach().numpy(), lin[0].bias.detach().numpy()
+    same = partition([(A0, b0), (W, b)], BOX)
+    assert same.n_regions == part.n_regions
+    np.testing.assert_array_equal(same.codes.unpack(), part.codes.unpack())
+    np.testing.assert_array_equal(part.distances(progress=True), part.distances(progress=False))
+
+
+def test_one_region_and_one_unit():
+    part = partition(lines_deg((1, 0, 5)), BOX)  # misses the box
+    assert part.n_regions == 1 and part.graph.number_of_edges() == 0
+    np.testing.assert_array_equal(part.distances(), np.zeros((1, 1)))
+    part = partition(lines_deg((1, 0, 0.25)), BOX)
+    assert part.n_regions == 2 and list(part.graph.edges(data=True)) == [(0, 1, {"layer": 0, "unit": 0})]
+    seg = part.edge_segments[0]
+    np.testing.assert_allclose(np.sort(seg[:, 1]), [-1.0, 1.0], rtol=0, atol=1e-15)
+
+
+def test_40_units_codes_cross_a_word():
+    net = random_mlp(9, [40], out=1)
+    part = partition(net, BOX)
+    assert part.codes.n_words == 2
+    check_invariants(part, net, n_samples=200)
+
+
+# ----------------------------------------------------------------------------------------
+# regioncam, when installed
+# ----------------------------------------------------------------------------------------
+def test_region_counts_match_regioncam():
+    regioncam = pytest.importorskip("regioncam")
+    for seed, w in [(0, 16), (1, 24)]:
+        net = random_mlp(seed, [w, w, w])
+        rc = regioncam.Regioncam(size=1.0)
+        for m in net:
+            if isinstance(m, nn.Linear):
+                rc.linear(m.weight.detach().float().numpy().T.copy(), m.bias.detach().float().numpy())
+            else:
+                rc.relu()
+        assert partition(net, BOX).n_regions == rc.num_faces
+
+
+# ----------------------------------------------------------------------------------------
+# bad input
+# ----------------------------------------------------------------------------------------
+def test_bad_input_messages():
+    net = random_mlp(0, [3], out=1)
+    with pytest.raises(ValueError, match="bounds"):
+        partition(net, (1, -1, 0, 1))
+    with pytest.raises(ValueError, match="bounds"):
+        partition(net, (0, 1, 2))
+    with pytest.raises(ValueError, match="plane"):
+        partition(random_mlp(0, [3], in_dim=4), BOX)
+    with pytest.raises(ValueError, match="plane\\[1\\]"):
+        partition(random_mlp(0, [3], in_dim=4), BOX, plane=(np.zeros(4), np.ones(3), np.ones(4)))
+    with pytest.raises(ValueError, match="independent"):
+        partition(random_mlp(0, [3], in_dim=4), BOX, plane=(np.zeros(4), np.ones(4), 2 * np.ones(4)))
+    with pytest.raises(ValueError, match="collinear"):
+        plane_through(np.zeros(3), np.ones(3), 2 * np.ones(3))
+    with pytest.raises(TypeError, match="Sigmoid"):
+        partition(nn.Sequential(nn.Linear(2, 3), nn.Sigmoid()), BOX)
+    with pytest.raises(TypeError, match="net_or_hyperplanes"):
+        partition("relu", BOX)
+    with pytest.raises(ValueError, match="net\\[1\\]"):
+        partition([(np.ones((3, 2)), np.zeros(3)), (np.ones((2, 4)), np.zeros(2))], BOX)
+    with pytest.raises(ValueError, match="tol"):
+        partition(net, BOX, tol=-1.0)
+    with pytest.raises(ValueError, match="weights"):
+        partition(net, BOX).distances([1.0, 2.0])
+
+
+# ----------------------------------------------------------------------------------------
+# the bit-parallel breadth-first search behind Partition.distances()
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("words", [1, 2])
+def test_hop_distances_against_scipy(words):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from vqgeom.geometry._hops import hop_distances, zorder
+
+    rng = np.random.default_rng(words)
+    # a long path (levels >= 256 need a second group of 8 bit planes), a random graph and
+    # an isolated node, so some pairs are unreachable
+    n_path, n_rand = 600, 150
+    i = [np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 300)]
+    j = [np.arange(1, n_path), n_path + rng.integers(0, n_rand, 300)]
+    i, j = np.concatenate(i), np.concatenate(j)
+    R = n_path + n_rand + 1
+    A = csr_matrix((np.ones(2 * i.size), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
+    A.data[:] = 1.0
+    sources = np.concatenate([rng.integers(0, R, 130), [0, 0, R - 1]])  # repeated sources, > 2 blocks
+    pts = rng.normal(size=(sources.size, 2))
+    D = hop_distances(A.indptr, A.indices, sources, zorder(pts), words=words)
+    ref = shortest_path(A, unweighted=True, directed=False, indices=sources)
+    np.testing.assert_array_equal(D, ref)
+    assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_degenerate_integer_nets(seed):
+    """Small integer weights: parallel, coincident and concurrent hyperplanes, lines through
+    vertices, units whose pre-activation vanishes on whole regions. The geometry must hold
+    (codes are not compared: where a pre-activation is identically zero on a region, its
+    bit is decided by float rounding, differently along different summation orders)."""
+    rng = np.random.default_rng(100 + seed)
+    layers, d = [], 2
+    for _ in range(int(rng.integers(1, 4))):
+        w = int(rng.choice([3, 5, 8]))
+        layers.append((rng.integers(-2, 3, (w, d)).astype(float), rng.integers(-2, 3, w) * 0.5))
+        d = w
+    part = partition(layers, BOX)
+    assert abs(part.areas.sum() - 4.0) <= AREA_RTOL * 4.0
+    assert np.all(part.areas > 0)
+    assert nx.is_connected(part.graph)
+    assert set(map(tuple, part.edge_index.tolist())) == shapely_adjacency(part.regions)
+    polys = part.regions
+    pts = np.random.default_rng(seed).uniform(-1, 1, (300, 2))
+    inside = np.stack([shapely.contains_xy(P, pts[:, 0], pts[:, 1]) for P in polys])
+    np.testing.assert_array_equal(inside.sum(0), np.ones(300, dtype=int))

@@ -1,0 +1,199 @@
+"""Turn the inputs :func:`vqgeom.geometry._partition` accepts into one layer list.
+
+The common form is the reference oracle's: ``[(A, b, act), ...]`` with ``A`` of shape
+(out, in) in float64 and ``act`` one of ``"relu"``, ``("leaky", s)``,
+``("prelu", slopes)``, ``("hardtanh", lo, hi)`` or ``None`` (an output layer, no bits).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NetSpec", "as_netspec"]
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A CPA network as float64 layers.
+
+    Attributes
+    ----------
+    layers : list of (A, b, act)
+        ``A`` float64 (out, in), ``b`` float64 (out,), ``act`` an activation spec.
+    names : tuple of str
+        One name per *coding* layer (those with an activation).
+    in_dim : int
+        Input dimension ``D``.
+    """
+
+    layers: list
+    names: tuple
+    in_dim: int
+
+    @property
+    def coding_layers(self) -> list:
+        """The layers that add bits (``act is not None``)."""
+        return [lyr for lyr in self.layers if lyr[2] is not None]
+
+
+def _thresholds(act: Any) -> list[float]:
+    if act is None:
+        return []
+    if act == "relu" or act[0] in ("leaky", "prelu"):
+        return [0.0]
+    return [float(act[1]), float(act[2])]
+
+
+def layer_sizes(spec: NetSpec) -> tuple[int, ...]:
+    """Bits per coding layer: units times thresholds (threshold-major, as the reference)."""
+    return tuple(len(_thresholds(act)) * A.shape[0] for A, _, act in spec.coding_layers)
+
+
+def _check_matrix(A: Any, b: Any, where: str, in_dim: int | None) -> tuple[np.ndarray, np.ndarray]:
+    A = np.asarray(A, dtype=np.float64)
+    if A.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D weight matrix (out, in), got shape {A.shape}")
+    if in_dim is not None and A.shape[1] != in_dim:
+        raise ValueError(f"{where}: expected weights with {in_dim} input columns, got shape {A.shape}")
+    b = np.zeros(A.shape[0]) if b is None else np.asarray(b, dtype=np.float64).reshape(-1)
+    if b.shape != (A.shape[0],):
+        raise ValueError(f"{where}: expected a bias of shape ({A.shape[0]},), got {b.shape}")
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+        raise ValueError(f"{where}: weights and biases must be finite")
+    return A, b
+
+
+def _from_torch(model: Any) -> NetSpec:
+    import torch.nn as nn
+
+    if not isinstance(model, (nn.Sequential, nn.Linear)):
+        # Only a Sequential states its forward order; anything else could reorder or branch.
+        raise TypeError(f"net: expected an nn.Sequential of Linear and CPA activations, got {type(model).__name__}")
+    named = _flatten(model, "")
+    layers: list = []
+    names: list[str] = []
+    pending: tuple[np.ndarray, np.ndarray] | None = None  # an affine map awaiting its activation
+    in_dim: int | None = None
+    for i, (path, m) in enumerate(named):
+        if isinstance(m, nn.Linear):
+            W = m.weight.detach().cpu().double().numpy()
+            b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
+            W, b = _check_matrix(W, b, f"net[{i}] (Linear)", None)
+            if in_dim is None:
+                in_dim = W.shape[1]
+            if pending is not None:  # two affine maps in a row compose into one
+                W0, b0 = pending
+                if W.shape[1] != W0.shape[0]:
+                    raise ValueError(f"net[{i}]: expected in_features={W0.shape[0]}, got {W.shape[1]}")
+                W, b = W @ W0, W @ b0 + b
+            pending = (W, b)
+        elif isinstance(m, (nn.Identity, nn.Flatten, nn.Dropout)):
+            continue
+        else:
+            act, fname = _torch_act(m, i)
+            if pending is None:
+                raise ValueError(f"net[{i}]: expected an activation after a Linear layer, got {type(m).__name__} first")
+            W, b = pending
+            if act[0] == "prelu" and len(act[1]) not in (1, W.shape[0]):
+                raise ValueError(f"net[{i}] (PReLU): expected 1 or {W.shape[0]} slopes, got {len(act[1])}")
+            if act[0] == "prelu" and len(act[1]) == 1:
+                act = ("leaky", float(act[1][0]))
+            layers.append((W, b, "relu" if act == ("relu",) else act))
+            # The same layer names as vqgeom.encode: module path and activation function.
+            names.append(f"{path}:{fname}")
+            pending = None
+    if pending is not None:
+        layers.append((pending[0], pending[1], None))
+    if in_dim is None:
+        raise ValueError("net: expected a torch model with at least one nn.Linear, found none")
+    return NetSpec(layers, tuple(names), in_dim)
+
+
+def _flatten(module: Any, path: str) -> list:
+    """``(path, module)`` leaves of nested Sequentials, paths as in ``named_modules``."""
+    import torch.nn as nn
+
+    if isinstance(module, (nn.Sequential, nn.ModuleList)):
+        return [
+            leaf
+            for name, child in module.named_children()
+            for leaf in _flatten(child, f"{path}.{name}" if path else name)
+        ]
+    return [(path or "0", module)]
+
+
+def _torch_act(m: Any, i: int) -> tuple[tuple, str]:
+    """The activation spec of module ``m`` and its function name (as ``vqgeom.encode`` names it)."""
+    import torch.nn as nn
+
+    # ReLU6 and Hardtanh subclass each other in some torch versions: test the specific one first.
+    if isinstance(m, nn.ReLU):
+        return ("relu",), "relu"
+    if isinstance(m, nn.ReLU6):
+        return ("hardtanh", 0.0, 6.0), "hardtanh"
+    if isinstance(m, nn.Hardtanh):
+        return ("hardtanh", float(m.min_val), float(m.max_val)), "hardtanh"
+    if isinstance(m, nn.LeakyReLU):
+        return ("leaky", float(m.negative_slope)), "leaky_relu"
+    if isinstance(m, nn.PReLU):
+        return ("prelu", m.weight.detach().cpu().double().numpy().reshape(-1)), "prelu"
+    raise TypeError(
+        f"net[{i}]: expected nn.Linear or a CPA activation (ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh), "
+        f"got {type(m).__name__}"
+    )
+
+
+def as_netspec(net: Any) -> NetSpec:
+    """Normalise a network or hyperplane set to a :class:`NetSpec`.
+
+    Parameters
+    ----------
+    net : torch.nn.Module, list of (A, b), (normals, offsets), or an object with ``normals``/``offsets``
+        * a torch MLP: ``nn.Sequential`` of ``nn.Linear`` and ReLU / LeakyReLU / PReLU / ReLU6 /
+          Hardtanh (a trailing ``nn.Linear`` is an output layer and adds no bits);
+        * a list of ``(A, b)`` pairs, ``A`` of shape (out, in): every pair is a ReLU layer;
+        * a hyperplane set ``(normals, offsets)``, normals (H, D), offsets (H,): one layer,
+          bit ``<n_h, x> + o_h >= 0`` (as ``vqgeom.kernels.reference.hyperplane_bits``);
+        * an object with ``normals`` and ``offsets`` attributes (``vqgeom.Hyperplanes``).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(net, torch.nn.Module):
+        return _from_torch(net)
+    if hasattr(net, "normals") and hasattr(net, "offsets"):
+        return _hyperplanes(net.normals, net.offsets)
+    if isinstance(net, tuple) and len(net) == 2 and not isinstance(net[0], (tuple, list)):
+        return _hyperplanes(*net)
+    if isinstance(net, (list, tuple)):
+        if not net:
+            raise ValueError("net: expected at least one (A, b) layer, got an empty list")
+        layers: list = []
+        for i, pair in enumerate(net):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"net[{i}]: expected an (A, b) pair, got {type(pair).__name__}")
+            A, b = _check_matrix(pair[0], pair[1], f"net[{i}]", layers[-1][0].shape[0] if layers else None)
+            layers.append((A, b, "relu"))
+        return NetSpec(layers, tuple(f"{2 * i + 1}:relu" for i in range(len(layers))), layers[0][0].shape[1])
+    raise TypeError(
+        "net_or_hyperplanes: expected a torch nn.Module, a list of (A, b) pairs, a (normals, offsets) pair "
+        f"or vqgeom.Hyperplanes, got {type(net).__name__}"
+    )
+
+
+def _hyperplanes(normals: Any, offsets: Any) -> NetSpec:
+    if sys.modules.get("torch") is not None:
+        from .._arrays import to_numpy
+
+        normals, offsets = to_numpy(normals), to_numpy(offsets)
+    normals = np.asarray(normals, dtype=np.float64)
+    if normals.ndim != 2:
+        raise ValueError(f"normals: expected a 2-D (H, D) array, got shape {normals.shape}")
+    A, b = _check_matrix(normals, offsets, "offsets", None)
+    zero = np.flatnonzero(~A.any(axis=1))
+    if zero.size:
+        # As vqgeom.Hyperplanes: the paper excludes a_H = 0 (no hyperplane at all).
+        raise ValueError(f"normals: expected nonzero normal vectors, got zero rows at {zero.tolist()[:10]}")
+    return NetSpec([(A, b, "relu")], ("hyperplanes",), A.shape[1])

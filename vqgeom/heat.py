@@ -1,0 +1,187 @@
+"""Heat kernels of VQ-Kernels and comparing networks through them (Section 3.1, Fig. 3/4).
+
+Two forms exist in the paper (see ERRATA item 2): Section 3.1 uses ``exp(-d / sigma2)``,
+Appendix A.2 ``exp(-d**2 / sigma2)``; ``squared`` picks the second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._arrays import array_module, to_numpy
+from ._validate import check_int, check_positive_scalar, check_weights
+from .codes import Codes
+
+__all__ = ["heat_kernel", "kernel_cosine", "compare", "Comparison"]
+
+
+def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
+    """Elementwise heat kernel ``exp(-K / sigma2)`` (or ``exp(-K**2 / sigma2)``).
+
+    Parameters
+    ----------
+    K : array (N, M), numpy / torch / cupy
+        Distances, e.g. a VQ-Kernel.
+    sigma2 : float > 0
+    squared : bool
+        Use the Appendix A.2 form ``exp(-K**2 / sigma2)``.
+
+    Returns
+    -------
+    array (N, M), float64 (float32 for float32 input), in ``K``'s array type and device.
+    """
+    s = check_positive_scalar(sigma2, "sigma2")
+    xp = array_module(K)
+    if xp == "torch":
+        import torch
+
+        Kf = K if K.dtype in (torch.float32, torch.float64) else K.to(torch.float64)
+        return torch.exp(-(Kf * Kf if squared else Kf) / s)
+    if xp == "cupy":
+        import cupy
+
+        Kf = K if K.dtype in (np.float32, np.float64) else K.astype(np.float64)
+        return cupy.exp(-(Kf * Kf if squared else Kf) / s)
+    K = np.asarray(K)
+    if K.dtype.kind not in "biuf":
+        raise TypeError(f"K: expected a real-valued distance matrix, got dtype {K.dtype}")
+    Kf = K if K.dtype in (np.float32, np.float64) else K.astype(np.float64)
+    return np.exp(-(Kf * Kf if squared else Kf) / s)
+
+
+def kernel_cosine(K1: Any, K2: Any) -> float:
+    """Frobenius cosine similarity ``<K1, K2> / (||K1|| ||K2||)`` of two matrices of one shape."""
+    a = to_numpy(K1).astype(np.float64, copy=False)
+    b = to_numpy(K2).astype(np.float64, copy=False)
+    if a.shape != b.shape:
+        raise ValueError(f"K2: expected the shape of K1 {a.shape}, got {b.shape}")
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        raise ValueError("K1/K2: cosine similarity is undefined for an all-zero matrix")
+    return float(np.vdot(a, b) / (na * nb))
+
+
+@dataclass
+class Comparison:
+    """Cosine similarities between the heat kernels of several networks.
+
+    Attributes
+    ----------
+    similarity : ndarray (S, M, M)
+        ``similarity[s, a, b]`` is the cosine between network ``a``'s and ``b``'s heat
+        kernels at ``sigma2s[s]``.
+    sigma2s : ndarray (S,)
+    names : list of str
+    squared : bool
+        Whether the Appendix A.2 form ``exp(-d**2 / sigma2)`` was used.
+    """
+
+    similarity: np.ndarray
+    sigma2s: np.ndarray
+    names: list[str] = field(default_factory=list)
+    squared: bool = False
+
+    def table(self, s: int = 0) -> str:
+        """A printable table of the similarities at ``sigma2s[s]``."""
+        w = max(8, max((len(n) for n in self.names), default=0) + 1)
+        head = " " * w + "".join(f"{n:>{w}}" for n in self.names)
+        rows = [f"{a:<{w}}" + "".join(f"{v:>{w}.2f}" for v in self.similarity[s, i]) for i, a in enumerate(self.names)]
+        form = "exp(-d^2/sigma2)" if self.squared else "exp(-d/sigma2)"
+        return f"sigma2 = {self.sigma2s[s]:g}, heat kernel {form}\n" + "\n".join([head] + rows)
+
+
+def compare(
+    models: Sequence[Any],
+    X: Any = None,
+    sigma2s: Any = (1.0,),
+    *,
+    squared: bool = False,
+    weights: Any = None,
+    names: Sequence[str] | None = None,
+    backend: str = "auto",
+    block_rows: int = 1024,
+    progress: bool = False,
+) -> Comparison:
+    """Cosine similarities of the heat kernels of several networks, for several sigma2 at once.
+
+    The kernels are streamed by row blocks: memory is ``O(M * block_rows * N)``, never an
+    ``N x N`` matrix per network.
+
+    Parameters
+    ----------
+    models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
+    X : array (N, ...), optional
+        The sample; not needed when ``models`` are Codes of one sample.
+    sigma2s : float or sequence of floats > 0
+    squared : bool
+        Heat kernel ``exp(-d**2 / sigma2)`` (Appendix A.2) instead of ``exp(-d / sigma2)``.
+    weights : per-layer weights, optional
+        One sequence for all networks, or a list with one entry (or None) per network.
+    names : labels for the table
+    backend : compute backend for the distances
+    block_rows : rows per streamed block
+    progress : show a progress bar over blocks
+
+    Returns
+    -------
+    Comparison
+    """
+    from .distances import pairwise_distances
+    from .encoding import encode
+
+    models = list(models)
+    if len(models) < 1:
+        raise ValueError("models: expected at least one network, got none")
+    s2 = np.atleast_1d(np.asarray(sigma2s, dtype=np.float64))
+    for v in s2:
+        check_positive_scalar(float(v), "sigma2s")
+    block_rows = check_int(block_rows, "block_rows")
+    codes: list[Codes] = []
+    for i, m in enumerate(models):
+        if isinstance(m, Codes):
+            codes.append(m)
+        else:
+            if X is None:
+                raise ValueError(f"X: expected the sample to encode models[{i}], got None")
+            codes.append(encode(m, X, backend=backend))
+    n = codes[0].n
+    for i, c in enumerate(codes):
+        if c.n != n:
+            raise ValueError(f"models[{i}]: expected codes of {n} rows like models[0], got {c.n}")
+    # One weight vector for all networks, or one entry (None or a vector) per network.
+    if weights is not None and not np.isscalar(weights) and all(w is None or np.ndim(w) == 1 for w in weights):
+        per_w = list(weights)
+        if len(per_w) != len(codes):
+            raise ValueError(f"weights: expected one entry per network ({len(codes)}), got {len(per_w)}")
+    else:
+        per_w = [weights] * len(codes)
+    for c, w in zip(codes, per_w):
+        check_weights(w, c.n_layers)
+    if names is None:
+        names = [f"net{i}" for i in range(len(codes))]
+    if len(names) != len(codes):
+        raise ValueError(f"names: expected {len(codes)} names, got {len(names)}")
+
+    m = len(codes)
+    dots = np.zeros((len(s2), m, m))
+    from tqdm.auto import tqdm
+
+    for r in tqdm(range(0, n, block_rows), desc="compare", disable=not progress, leave=False):
+        hs = []
+        for c, w in zip(codes, per_w):
+            D = to_numpy(pairwise_distances(c[r : r + block_rows], c, weights=w, backend=backend)).astype(np.float64)
+            if squared:
+                D = D * D
+            hs.append(np.exp(-D[None, :, :] / s2[:, None, None]))  # (S, rows, N)
+        for a in range(m):
+            for b in range(a, m):
+                v = np.einsum("sij,sij->s", hs[a], hs[b])
+                dots[:, a, b] += v
+                if a != b:
+                    dots[:, b, a] += v
+    norms = np.sqrt(np.einsum("saa->sa", dots))
+    sim = dots / (norms[:, :, None] * norms[:, None, :])
+    return Comparison(sim, s2, list(names), squared)
