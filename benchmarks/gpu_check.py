@@ -272,6 +272,9 @@ def bench_heat(bw, rate, gen, n):
     from vqgeom.kernels.triton import hamming, reductions
 
     sizes = (288,)
+    if DEV == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()  # the peak below is this benchmark's alone
     words = random_words(n, sizes, gen)
     v = torch.randn(n, device=DEV, generator=gen)
     s2 = 60.0

@@ -120,6 +120,9 @@ def _check_pairwise(rng, sizes, n, m, method, kind, sym):
         got = _np(hamming.pairwise_hamming(wx, wy, sizes, w, torch.float32, method=method))
         # one float32 rounding per layer product and per sum: relative error <= L * 2**-23
         np.testing.assert_allclose(got, ref, rtol=len(sizes) * 2.0**-23, atol=0)
+        got64 = _np(hamming.pairwise_hamming(wx, wy, sizes, w, torch.float64, method=method))
+        # a float64 output accumulates in float64: the reference's own rounding, L * 2**-52
+        np.testing.assert_allclose(got64, ref, rtol=len(sizes) * 2.0**-52, atol=0)
     else:
         for dt in (torch.int32, torch.int16, torch.float32):
             got = _np(hamming.pairwise_hamming(wx, wy, sizes, w, dt, method=method))

@@ -32,7 +32,8 @@ import triton.language as tl
 from ._popcount import check_words, hw_popcount, layer_offsets
 from .hamming import word_distance
 
-__all__ = ["encode_mlp", "mlp_layer_sizes", "query_distances", "FUSED_MAX_WIDTH", "FUSED_QUERY_DEFAULT"]
+__all__ = ["encode_mlp", "mlp_layer_sizes", "mlp_layers", "layer_info", "MLPLayers", "query_distances",
+           "FUSED_MAX_WIDTH", "FUSED_QUERY_DEFAULT"]
 
 # Widest layer (padded to a power of two) kept on chip by the fused kernel.
 FUSED_MAX_WIDTH = 128
@@ -67,6 +68,72 @@ def _next_pow2(x: int) -> int:
 def mlp_layer_sizes(layers: Sequence[tuple]) -> tuple[int, ...]:
     """Units per layer of the codes :func:`encode_mlp` returns (one per activated layer)."""
     return tuple(int(A.shape[0]) for A, _, s in layers if s is not None)
+
+
+class MLPLayers(list):
+    """``[(W, b, negative_slope), ...]`` read off a module, with the layer names the
+    CPU encoder gives the same network (``"<module name>:<activation function>"``)."""
+
+    names: tuple[str, ...] = ()
+
+
+def mlp_layers(net: Any) -> MLPLayers | None:
+    """The layers of a plain float32 MLP for :func:`encode_mlp`, or None for anything else.
+
+    Accepted: an ``nn.Sequential`` of ``Linear`` layers each followed by ``ReLU``,
+    ``LeakyReLU`` or ``PReLU`` (``Dropout`` / ``Identity`` in between are no-ops in
+    eval mode), optionally ending with a ``Linear`` without activation. Other modules,
+    nesting, or parameters that are not float32 return None, and the caller takes the
+    general encoder (which runs in the model's dtype).
+    """
+    import torch.nn as nn
+
+    if not isinstance(net, nn.Sequential):
+        return None
+    params = list(net.parameters())
+    if not params or any(p.dtype != torch.float32 for p in params):
+        return None
+    out = MLPLayers()
+    names: list[str] = []
+    pending = None  # (W, b) of a Linear waiting for its activation
+    for name, mod in net.named_children():
+        if isinstance(mod, (nn.Dropout, nn.Identity)):
+            continue
+        if isinstance(mod, nn.Linear):
+            if pending is not None:
+                return None  # two Linears in a row: not the Linear + activation pattern
+            pending = (mod.weight.detach(), None if mod.bias is None else mod.bias.detach())
+            continue
+        if pending is None:
+            return None
+        if isinstance(mod, nn.ReLU):
+            slope, fname = 0.0, "relu"
+        elif isinstance(mod, nn.LeakyReLU):
+            slope, fname = float(mod.negative_slope), "leaky_relu"
+        elif isinstance(mod, nn.PReLU):
+            w = mod.weight.detach()
+            out_features = pending[0].shape[0]
+            if w.numel() not in (1, out_features):
+                return None
+            slope, fname = (float(w.reshape(())) if w.numel() == 1 else w.reshape(-1)), "prelu"
+        else:
+            return None
+        out.append((pending[0], pending[1], slope))
+        names.append(f"{name}:{fname}")
+        pending = None
+    if pending is not None:
+        out.append((pending[0], pending[1], None))  # output layer: no bits
+    if not names:
+        return None
+    out.names = tuple(names)
+    return out
+
+
+def layer_info(layers: Sequence[tuple]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``(layer_sizes, layer_names)`` of the codes :func:`encode_mlp` returns for ``layers``."""
+    sizes = mlp_layer_sizes(layers)
+    names = getattr(layers, "names", ()) or tuple(f"layer{l}" for l in range(len(sizes)))
+    return sizes, tuple(names)
 
 
 def _prepare(layers: Sequence[tuple], device: torch.device) -> _Stack:
@@ -345,7 +412,7 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
     distances : torch.Tensor, (Nq, M), ``out_dtype``
     query_words : torch.Tensor, int32, (Nq, W)
     """
-    from .hamming import pairwise_hamming, prepare_weights, static_words
+    from .hamming import pairwise_hamming, prepare_weights, static_words, weight_dtype
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
@@ -374,7 +441,7 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
         wgt, nl = loff, 1
     else:
         loff = torch.tensor(offs, dtype=torch.int32, device=dev)
-        wgt = torch.tensor(w, dtype=torch.float32 if float_acc else torch.int32, device=dev)
+        wgt = torch.tensor(w, dtype=weight_dtype(float_acc), device=dev)
         nl = len(st.sizes)
     bm, bk, nw = _fused_config(st.hp)
     bn = 64
@@ -386,7 +453,7 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
     _query_kernel[(blocks, splits)](
         Xq, n, st.d_in, Xq.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, qw, qw.stride(0),
         len(st.sizes), ref_words, m, ref_words.stride(0), dist, dist.stride(0), loff, wgt, nl, chunk,
-        WEIGHTED=w is not None, FLOAT_ACC=float_acc, HW=hw_popcount(Xq), BM=bm, BN=bn, BK=bk, HP=st.hp,
+        WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), HW=hw_popcount(Xq), BM=bm, BN=bn, BK=bk, HP=st.hp,
         UPW=min(32, st.hp), PREC=precision, NW=static_words(offs[-1], w is not None), num_warps=nw,
     )
     return dist, qw

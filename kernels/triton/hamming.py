@@ -42,6 +42,8 @@ def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOA
                   HW: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr):
     """Distance tile (BM, BN) by XOR + popcount between word rows ``xrow`` and ``yrow``.
 
+    Accumulates in int32 (``FLOAT_ACC == 0``), float32 (1) or float64 (2).
+
     ``NW > 0`` (unweighted codes of ``NW`` words): the word loop is unrolled at compile
     time, so all loads are in flight together. Otherwise per-layer runtime loops, one
     weight multiplication per layer.
@@ -52,10 +54,14 @@ def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOA
             a = tl.load(xrow + w, mask=mm, other=0)
             b = tl.load(yrow + w, mask=mn, other=0)
             total += popcount32(a[:, None] ^ b[None, :], HW)
-        if FLOAT_ACC:
+        if FLOAT_ACC == 2:
+            total = total.to(tl.float64)
+        elif FLOAT_ACC == 1:
             total = total.to(tl.float32)
     else:
-        if FLOAT_ACC:
+        if FLOAT_ACC == 2:
+            total = tl.zeros((BM, BN), dtype=tl.float64)
+        elif FLOAT_ACC == 1:
             total = tl.zeros((BM, BN), dtype=tl.float32)
         else:
             total = tl.zeros((BM, BN), dtype=tl.int32)
@@ -68,7 +74,7 @@ def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOA
                 b = tl.load(yrow + w, mask=mn, other=0)
                 acc += popcount32(a[:, None] ^ b[None, :], HW)
             if WEIGHTED:
-                total += acc * tl.load(WGT + l)
+                total += (acc * tl.load(WGT + l)).to(total.dtype)
             else:
                 total += acc
     return total
@@ -112,8 +118,9 @@ def prepare_weights(
 ) -> tuple[np.ndarray | None, bool, float]:
     """Check weights against the output dtype.
 
-    Returns ``(weights or None, float_accumulation, largest possible distance)``.
-    Integer-valued weights accumulate in int32 (exact); other weights in float32.
+    Returns ``(weights or None, accumulation, largest possible distance)`` with
+    accumulation 0 (int32: integer-valued weights, exact), 1 (float32) or 2 (float64,
+    for a float64 output: one float64 rounding per layer).
     """
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"out_dtype: expected one of {[str(d) for d in OUT_DTYPES]}, got {out_dtype}")
@@ -121,14 +128,20 @@ def prepare_weights(
     sizes = np.asarray([int(b) for b in layer_sizes], dtype=np.float64)
     dmax = float(np.sum(sizes if w is None else w * sizes))
     if out_dtype.is_floating_point:
-        float_acc = not integral or dmax >= 2**31
-        return w, float_acc, dmax
+        if integral and dmax < 2**31:
+            return w, 0, dmax
+        return w, 2 if out_dtype == torch.float64 else 1, dmax
     if not integral:
         raise ValueError(f"weights: an integer out_dtype ({out_dtype}) needs integer weights, got {w.tolist()}")
     top = torch.iinfo(out_dtype).max
     if dmax > top or dmax >= 2**31:
         raise ValueError(f"out_dtype: {out_dtype} cannot hold distances up to {dmax:.0f} (max {top})")
-    return w, False, dmax
+    return w, 0, dmax
+
+
+def weight_dtype(acc: int) -> torch.dtype:
+    """Device dtype of the per-layer weights for an accumulation mode."""
+    return (torch.int32, torch.float32, torch.float64)[int(acc)]
 
 
 def _alloc_out(n: int, m: int, out_dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -167,7 +180,7 @@ def popcount_hamming(
         n_layers = 1
     else:
         loff = torch.tensor(offs, dtype=torch.int32, device=dev)
-        wgt = torch.tensor(w, dtype=torch.float32 if float_acc else torch.int32, device=dev)
+        wgt = torch.tensor(w, dtype=weight_dtype(float_acc), device=dev)
         n_layers = len(offs) - 1
     bm, bn = block
     if sym:
@@ -179,7 +192,7 @@ def popcount_hamming(
         grid = (triton.cdiv(n, bm), triton.cdiv(m, bn))
     _popc_hamming_kernel[grid](
         wx, wy, out, loff, wgt, n, m, n_layers, wx.stride(0), wy.stride(0), out.stride(0), out.stride(1),
-        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=float_acc, HW=hw_popcount(wx), BM=bm, BN=bn,
+        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), HW=hw_popcount(wx), BM=bm, BN=bn,
         NW=static_words(offs[-1], w is not None), num_warps=num_warps,
     )
     return out
@@ -209,7 +222,8 @@ def pairwise_hamming(
         Positive per-layer weights. Integer-valued weights give exact integers.
     out_dtype : torch.dtype
         uint8, int16, uint16, int32, int64, float32 or float64. Must hold the largest
-        possible distance ``sum_l w_l B_l`` (checked). Non-integer weights need a float.
+        possible distance ``sum_l w_l B_l`` (checked). Non-integer weights need a float;
+        a float64 output accumulates them in float64.
     method : {"auto", "popcount", "int8"}
         ``auto`` takes the int8 tensor-core kernel for codes of at least ``INT8_MIN_WORDS``
         words on a GPU (the measured crossover), else XOR + popcount.
@@ -217,8 +231,9 @@ def pairwise_hamming(
     Returns
     -------
     torch.Tensor, shape (N, M) (or (N, N)), dtype ``out_dtype``, on ``wx``'s device
-        Integer results are exact; float32 results with real weights carry one float32
-        rounding per layer (relative error below ``L * 2**-24`` of the reference).
+        Integer results are exact; real weights carry one rounding per layer in the
+        output's precision (relative error below ``L * 2**-24`` in float32, ``L * 2**-53``
+        in float64).
     """
     if method not in ("auto", "popcount", "int8"):
         raise ValueError(f"method: expected 'auto', 'popcount' or 'int8', got {method!r}")

@@ -104,7 +104,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
                      BK: tl.constexpr, KT: tl.constexpr):
     """Distance tile (BM, BN) between rows ``offs_m`` of S and ``offs_n`` of T.
 
-    int32 when ``FLOAT_ACC`` is false, else float32. ``KT > 0`` says there is one
+    int32 (``FLOAT_ACC == 0``), float32 (1) or float64 (2). ``KT > 0`` says there is one
     segment of ``KT`` columns: the K loop is then unrolled at compile time, so every
     operand load is issued up front instead of one dependent round trip per K block.
     """
@@ -118,14 +118,18 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
             b = tl.load(tcol + (k + ak)[:, None], mask=mn[None, :], other=0)
             dot = tl.dot(a, b, dot, out_dtype=tl.int32)
         h = (tl.load(BL) - dot) >> 1
+        if FLOAT_ACC == 2:
+            h = h.to(tl.float64)
+        elif FLOAT_ACC == 1:
+            h = h.to(tl.float32)
         if WEIGHTED:
             total = h * tl.load(WGT)
         else:
             total = h
-        if FLOAT_ACC:
-            total = total.to(tl.float32)
     else:
-        if FLOAT_ACC:
+        if FLOAT_ACC == 2:
+            total = tl.zeros((BM, BN), dtype=tl.float64)
+        elif FLOAT_ACC == 1:
             total = tl.zeros((BM, BN), dtype=tl.float32)
         else:
             total = tl.zeros((BM, BN), dtype=tl.int32)
@@ -139,7 +143,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
                 dot = tl.dot(a, b, dot, out_dtype=tl.int32)
             h = (tl.load(BL + g) - dot) >> 1
             if WEIGHTED:
-                total += h * tl.load(WGT + g)
+                total += (h * tl.load(WGT + g)).to(total.dtype)
             else:
                 total += h
     return total
@@ -202,14 +206,14 @@ def _ensure_allocator() -> None:
         _ALLOCATOR_SET = True
 
 
-def segment_args(p: Pm1Codes, w: Any, float_acc: bool, device: torch.device):
+def segment_args(p: Pm1Codes, w: Any, float_acc: int, device: torch.device):
     """Device arrays (KOFF, BL, WGT) for the kernels from a :class:`Pm1Codes` and weights."""
     koff = torch.tensor(p.koff, dtype=torch.int32, device=device)
     bl = torch.tensor(p.units, dtype=torch.int32, device=device)
     if w is None:
         wgt = bl  # unused
     else:
-        wgt = torch.tensor(w, dtype=torch.float32 if float_acc else torch.int32, device=device)
+        wgt = torch.tensor(w, dtype=(torch.int32, torch.float32, torch.float64)[int(float_acc)], device=device)
     return koff, bl, wgt
 
 
@@ -266,7 +270,7 @@ def int8_hamming(
     _int8_hamming_kernel[grid](
         px.s, py.s, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         out.stride(0), out.stride(1),
-        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg, KT=static_k(px),
+        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), BM=bm, BN=bn, BK=px.seg, KT=static_k(px),
         TMA=use_tma, num_warps=num_warps, num_stages=num_stages,
     )
     return out

@@ -48,7 +48,7 @@ def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: 
 
     check_words(name, words, layer_offsets(layer_sizes)[-1])
     w, integral = check_weights(weights, len(layer_sizes))
-    float_acc = not integral
+    float_acc = 0 if integral else 1  # float32 accumulation for real weights
     p = pm1_codes(words, layer_sizes, per_layer=w is not None)
     return p, w, float_acc
 
