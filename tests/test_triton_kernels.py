@@ -452,3 +452,90 @@ def test_query_and_reductions_full():
         np.testing.assert_array_equal(_np(d), R.hamming(bq, br, sizes))
     _check_reductions(rng, (288,), 1500 + 7, 1300 + 9, kv_list=(1, 16))
     _check_cosine(rng, 1500 + 7, (100, 16, 16), (288,))
+
+
+# ----------------------------------------------------------------------------- public API wiring
+@pytest.fixture
+def triton_backend(monkeypatch):
+    """Make backend="triton" available (the interpreter without a GPU) for one test."""
+    from vqgeom import _backend
+
+    if not ON_GPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    _backend._triton_ok.cache_clear()
+    yield
+    _backend._triton_ok.cache_clear()
+
+
+def _pair_codes(rng, n, sizes):
+    from vqgeom.codes import Codes
+
+    bits, words = _codes(rng, n, sizes)
+    return bits, Codes(words, sizes), Codes(_np(words).view(np.uint32), sizes)
+
+
+def test_public_distances_knn_compare_on_triton(triton_backend):
+    import vqgeom
+
+    rng = np.random.default_rng(41)
+    sizes = (33, 5, 64)
+    bits, ct, cn = _pair_codes(rng, 70, sizes)
+    np.testing.assert_array_equal(_np(vqgeom.pairwise_distances(ct, backend="triton")), R.hamming(bits, bits, sizes))
+    w = np.array([0.5, 1.25, 2.0])
+    got = _np(vqgeom.pairwise_distances(ct, weights=w, backend="triton"))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, R.hamming(bits, bits, sizes, w), rtol=3 * 2.0**-52)
+    per = _np(vqgeom.pairwise_distances(ct, per_layer=True, backend="triton"))
+    np.testing.assert_array_equal(per, R.layer_hamming(bits, bits, sizes))
+    for wk in (None, [1, 2, 3]):
+        dt, it = vqgeom.knn(ct, k=5, weights=wk, backend="triton")
+        dc, ic = vqgeom.knn(cn, k=5, weights=wk, backend="cpu")
+        np.testing.assert_array_equal(_np(it), ic)
+        np.testing.assert_array_equal(_np(dt), dc)
+    by, cyt, cyn = _pair_codes(rng, 45, sizes)
+    dt, it = vqgeom.knn(ct, cyt, k=4, backend="triton")
+    dc, ic = vqgeom.knn(cn, cyn, k=4, backend="cpu")
+    np.testing.assert_array_equal(_np(it), ic)
+    np.testing.assert_array_equal(_np(dt), dc)
+    _, c2t, c2n = _pair_codes(rng, 70, (20,))
+    s2 = [3.0, 40.0]
+    for sq in (False, True):
+        st = vqgeom.compare([ct, c2t], sigma2s=s2, squared=sq, backend="triton").similarity
+        sc = vqgeom.compare([cn, c2n], sigma2s=s2, squared=sq, backend="cpu").similarity
+        np.testing.assert_allclose(st, sc, rtol=1e-5)  # float32 tile sums, float64 totals
+
+
+def test_public_encode_on_triton(triton_backend):
+    import vqgeom
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 40), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(40, 33),
+                              torch.nn.LeakyReLU(0.2), torch.nn.Linear(33, 7), torch.nn.PReLU(7),
+                              torch.nn.Linear(7, 1)).to(DEV)
+    X = torch.randn(50, 5, device=DEV)
+    ct = vqgeom.encode(net, X, backend="triton")
+    cc = vqgeom.encode(net.cpu(), X.cpu(), backend="cpu")
+    assert ct.layer_sizes == cc.layer_sizes and ct.layer_names == cc.layer_names
+    np.testing.assert_array_equal(_np(ct.words), _np(cc.words))
+    assert encode.mlp_layers(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh())) is None
+    assert encode.mlp_layers(torch.nn.Sequential(torch.nn.Linear(3, 3).double(), torch.nn.ReLU())) is None
+
+
+def test_heat_embedding_matches_dense(triton_backend):
+    import vqgeom
+
+    rng = np.random.default_rng(42)
+    sizes = (33, 5)
+    bits, ct, cn = _pair_codes(rng, 60, sizes)
+    s2 = 10.0
+    vals, vecs = np.linalg.eigh(R.heat_kernel(R.hamming(bits, bits, sizes), s2))
+    vals, vecs = vals[::-1][:3], vecs[:, ::-1][:, :3]
+    for codes, backend in ((ct, "triton"), (cn, "cpu")):
+        emb = vqgeom.heat_embedding(codes, s2, 3, backend=backend)
+        # float32 products on the GPU route: eigenpairs to ~1e-5
+        np.testing.assert_allclose(emb.eigenvalues, vals, rtol=1e-5)
+        overlap = np.abs(np.sum(emb.eigenvectors * vecs, axis=0))
+        np.testing.assert_allclose(overlap, 1.0, atol=1e-4)
+        np.testing.assert_allclose(emb.embedding, emb.eigenvectors * np.sqrt(vals), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="n_components"):
+        vqgeom.heat_embedding(cn, s2, 60)
