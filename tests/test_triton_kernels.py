@@ -492,6 +492,11 @@ def test_public_distances_knn_compare_on_triton(triton_backend):
         dc, ic = vqgeom.knn(cn, k=5, weights=wk, backend="cpu")
         np.testing.assert_array_equal(_np(it), ic)
         np.testing.assert_array_equal(_np(dt), dc)
+    _, c3t, c3n = _pair_codes(rng, 70, (3,))  # 8 distinct codes: self often not among the k + 1
+    dt, it = vqgeom.knn(c3t, k=2, backend="triton")
+    dc, ic = vqgeom.knn(c3n, k=2, backend="cpu")
+    np.testing.assert_array_equal(_np(it), ic)
+    np.testing.assert_array_equal(_np(dt), dc)
     by, cyt, cyn = _pair_codes(rng, 45, sizes)
     dt, it = vqgeom.knn(ct, cyt, k=4, backend="triton")
     dc, ic = vqgeom.knn(cn, cyn, k=4, backend="cpu")
