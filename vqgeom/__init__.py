@@ -37,6 +37,8 @@ _EXPORTS = {
     "mds": "vqgeom.embedding",
     "MDSResult": "vqgeom.embedding",
     "knn": "vqgeom.neighbors",
+    "heat_embedding": "vqgeom.spectral",
+    "HeatEmbedding": "vqgeom.spectral",
     "available_backends": "vqgeom._backend",
 }
 

@@ -396,7 +396,7 @@ def encode(
         from .kernels.triton import encode as tenc
 
         layers = tenc.mlp_layers(net)
-        if layers is not None:
+        if layers is not None and array_module(X) == "torch":
             return Codes(tenc.encode_mlp(layers, X), *tenc.layer_info(layers))
     return _encode_module(net, X, batch_size, allow_non_cpa, progress)
 

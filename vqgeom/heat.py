@@ -165,6 +165,10 @@ def compare(
     if len(names) != len(codes):
         raise ValueError(f"names: expected {len(codes)} names, got {len(names)}")
 
+    from ._backend import resolve_backend
+
+    if resolve_backend(backend, codes[0].words) == "triton":
+        return Comparison(_compare_triton(codes, per_w, s2, squared), s2, list(names), squared)
     m = len(codes)
     dots = np.zeros((len(s2), m, m))
     from tqdm.auto import tqdm
@@ -185,3 +189,19 @@ def compare(
     norms = np.sqrt(np.einsum("saa->sa", dots))
     sim = dots / (norms[:, :, None] * norms[:, None, :])
     return Comparison(sim, s2, list(names), squared)
+
+
+def _compare_triton(codes: list[Codes], per_w: list[Any], s2: np.ndarray, squared: bool) -> np.ndarray:
+    """The GPU route: each pair's cosines for every sigma2 in one streamed kernel pass."""
+    from .kernels.triton import reductions
+
+    m = len(codes)
+    sim = np.ones((len(s2), m, m))
+    for a in range(m):
+        for b in range(a + 1, m):
+            if codes[b].array_type != "torch" or codes[b].words.device != codes[a].words.device:
+                raise ValueError(f"models[{b}]: expected codes on {codes[a].words.device} like models[{a}]")
+            c = reductions.heat_cosine(codes[a].words, codes[a].layer_sizes, codes[b].words, codes[b].layer_sizes,
+                                       s2, weights_a=per_w[a], weights_b=per_w[b], squared=squared)
+            sim[:, a, b] = sim[:, b, a] = c
+    return sim

@@ -58,6 +58,10 @@ def knn(
     m = ref.n - (1 if exclude_self else 0)
     if k > m:
         raise ValueError(f"k: expected at most {m} neighbours among {ref.n} reference rows, got {k}")
+    from ._backend import resolve_backend
+
+    if resolve_backend(backend, codes_x.words) == "triton":
+        return _knn_triton(codes_x, ref, k, weights, exclude_self)
     n = codes_x.n
     out_d, out_i = None, np.empty((n, k), dtype=np.int64)
     for r in range(0, n, block_rows):
@@ -73,3 +77,24 @@ def knn(
         out_i[r : r + D.shape[0]] = idx
         out_d[r : r + D.shape[0]] = np.take_along_axis(D, idx, axis=1)
     return like_input(out_d, codes_x.words), like_input(out_i, codes_x.words)
+
+
+def _knn_triton(codes_x: Codes, ref: Codes, k: int, weights: Any, exclude_self: bool) -> tuple[Any, Any]:
+    """The GPU route: one streamed kernel keeps each row's top k over all column tiles."""
+    from .distances import distance_dtype
+    from .kernels.triton import reductions
+    from ._validate import check_weights
+
+    w, integer = check_weights(weights, codes_x.n_layers)
+    if ref.array_type != "torch" or ref.words.device != codes_x.words.device:
+        raise ValueError(f"codes_y: expected torch codes on {codes_x.words.device} like codes_x")
+    kk = k + 1 if exclude_self else k
+    d, i = reductions.knn(codes_x.words, codes_x.layer_sizes, kk, wy=None if ref is codes_x else ref.words, weights=w)
+    if exclude_self:
+        import torch
+
+        keep = i != torch.arange(codes_x.n, device=i.device)[:, None]
+        keep[keep.all(dim=1), -1] = False  # self not among the k + 1: drop the last instead
+        d, i = d[keep].reshape(codes_x.n, k), i[keep].reshape(codes_x.n, k)
+    max_value = float(np.dot(np.ones(codes_x.n_layers) if w is None else w, codes_x.layer_sizes))
+    return d.to(distance_dtype(max_value, integer, "torch")), i

@@ -1,0 +1,314 @@
+"""Streaming reductions over VQ distance tiles that never hold the N x M matrix.
+
+Each kernel gives one program a block of rows and loops over all column blocks,
+computing the distance tile with the int8 tensor-core route of
+:mod:`vqgeom.kernels.triton.int8` and reducing it in the epilogue:
+
+* :func:`heat_matmat` -- ``exp(-D / sigma2) @ V`` (``D**2`` with ``squared=True``),
+  the matrix-vector / matrix-matrix product for Lanczos, power iterations and spectral
+  embeddings. Memory O((N + M) (B + k)).
+* :func:`heat_cosine` -- the Frobenius cosine between two networks' heat kernels on the
+  same inputs, for several sigma2 in one pass (upper triangle only, both are symmetric).
+* :func:`knn` -- row-wise k nearest neighbours by VQ distance (ties -> smaller index).
+
+Tile sizes and warps default to the fastest measured on an H200 by
+``benchmarks/gpu_check.py`` (benchmarks/results/gpu-*).
+
+Float results: the heat-kernel products accumulate in float32 (``exp2`` of the scaled
+distance; tensor-core products in ``tf32x3``, about float32 accuracy), so they match the
+float64 reference to a relative 1e-5 for the sizes tested; the cosine sums per-row
+partials in float64 on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+from ._popcount import check_words, layer_offsets
+from .int8 import pm1_codes, segment_args, segment_distance, static_k
+
+__all__ = ["heat_matmat", "heat_cosine", "knn"]
+
+_LOG2E = 1.4426950408889634
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (int(x) - 1).bit_length())
+
+
+def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: Any):
+    """+-1 codes and device segment arrays for (words, weights); float accumulation flag."""
+    from ._popcount import check_weights
+
+    check_words(name, words, layer_offsets(layer_sizes)[-1])
+    w, integral = check_weights(weights, len(layer_sizes))
+    float_acc = 0 if integral else 1  # float32 accumulation for real weights
+    p = pm1_codes(words, layer_sizes, per_layer=w is not None)
+    return p, w, float_acc
+
+
+@triton.jit
+def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son, coef, KV,
+                    SQUARED: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
+                    USE_DOT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                    KVP: tl.constexpr, KT: tl.constexpr):
+    pid = tl.program_id(0)
+    offs_m = pid * BM + tl.arange(0, BM)
+    mm = offs_m < N
+    kc = tl.arange(0, KVP)
+    acc = tl.zeros((BM, KVP), dtype=tl.float32)
+    for n0 in range(0, M, BN):
+        offs_n = n0 + tl.arange(0, BN)
+        mn = offs_n < M
+        d = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT).to(tl.float32)
+        if SQUARED:
+            d = d * d
+        kt = tl.where(mn[None, :], tl.exp2(d * coef), 0.0)
+        vrow = V + offs_n.to(tl.int64) * svn
+        if USE_DOT:
+            v = tl.load(vrow[:, None] + kc[None, :], mask=mn[:, None] & (kc < KV)[None, :], other=0.0)
+            acc = tl.dot(kt, v, acc, input_precision="tf32x3")
+        else:
+            for c in tl.static_range(KVP):
+                v = tl.load(vrow + c, mask=mn & ((offs_n * 0 + c) < KV), other=0.0)
+                part = tl.sum(kt * v[None, :], axis=1)
+                acc += tl.where(kc[None, :] == c, part[:, None], 0.0)
+    ptr = OUT + offs_m.to(tl.int64)[:, None] * son + kc[None, :]
+    tl.store(ptr, acc, mask=mm[:, None] & (kc < KV)[None, :])
+
+
+def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, sigma2: float, *,
+                wy: torch.Tensor | None = None, weights: Any = None, squared: bool = False,
+                block: tuple[int, int] = (128, 64), num_warps: int = 4) -> torch.Tensor:
+    """``exp(-D / sigma2) @ V`` without forming ``D`` (``D**2`` if ``squared``).
+
+    Parameters
+    ----------
+    wx : torch.Tensor, int32, (N, W)
+        Row codes.
+    layer_sizes : sequence of int
+    V : torch.Tensor, float, (M,) or (M, k)
+        Right-hand side (cast to float32); ``M = N`` when ``wy`` is None.
+    sigma2 : float
+        Positive bandwidth.
+    wy : torch.Tensor, int32, (M, W), optional
+        Column codes (default: ``wx``).
+    weights : None or array-like (L,)
+        Positive per-layer weights of the VQ distance.
+    squared : bool
+        Use ``exp(-D**2 / sigma2)``.
+
+    Returns
+    -------
+    torch.Tensor, float32, (N,) or (N, k)
+    """
+    if not (isinstance(sigma2, (int, float)) and math.isfinite(sigma2) and sigma2 > 0):
+        raise ValueError(f"sigma2: expected a positive finite number, got {sigma2!r}")
+    if not isinstance(V, torch.Tensor):
+        raise TypeError(f"V: expected a torch.Tensor, got {type(V).__name__}")
+    vec = V.ndim == 1
+    V2 = (V[:, None] if vec else V).to(torch.float32).contiguous()
+    px, w, float_acc = _codes("wx", wx, layer_sizes, weights)
+    py = px if wy is None else _codes("wy", wy, layer_sizes, weights)[0]
+    n, m = px.s.shape[0], py.s.shape[0]
+    if V2.ndim != 2 or V2.shape[0] != m:
+        raise ValueError(f"V: expected shape ({m},) or ({m}, k), got {tuple(V.shape)}")
+    if V2.device != wx.device:
+        raise ValueError(f"V: expected a tensor on {wx.device} like wx, got {V2.device}")
+    kv = V2.shape[1]
+    out = torch.zeros((n, kv), dtype=torch.float32, device=wx.device)
+    if n == 0 or m == 0 or kv == 0:
+        return out[:, 0] if vec else out
+    koff, bl, wgt = segment_args(px, w, float_acc, wx.device)
+    use_dot = kv > 4
+    kvp = max(16, _next_pow2(kv)) if use_dot else _next_pow2(kv)
+    bm, bn = block
+    _heat_mm_kernel[(triton.cdiv(n, bm),)](
+        px.s, py.s, V2, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
+        V2.stride(0), out.stride(0), -_LOG2E / float(sigma2), kv,
+        SQUARED=bool(squared), WEIGHTED=w is not None, FLOAT_ACC=float_acc, USE_DOT=use_dot,
+        BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=static_k(px), num_warps=num_warps,
+    )
+    return out[:, 0] if vec else out
+
+
+@triton.jit
+def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2, COEF, N, s1n, s2n,
+                   NS: tl.constexpr, SQUARED: tl.constexpr, W1: tl.constexpr, F1: tl.constexpr,
+                   W2: tl.constexpr, F2: tl.constexpr, B: tl.constexpr, BK1: tl.constexpr,
+                   BK2: tl.constexpr, SP: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr):
+    pid = tl.program_id(0)
+    offs_m = pid * B + tl.arange(0, B)
+    mm = offs_m < N
+    sc = tl.arange(0, SP)
+    a12 = tl.zeros((B, SP), dtype=tl.float32)
+    a11 = tl.zeros((B, SP), dtype=tl.float32)
+    a22 = tl.zeros((B, SP), dtype=tl.float32)
+    # Both kernels are symmetric: blocks right of the diagonal count twice.
+    for n0 in range(pid * B, N, B):
+        offs_n = n0 + tl.arange(0, B)
+        mn = offs_n < N
+        d1 = segment_distance(S1, S1, offs_m, offs_n, mm, mn, s1n, s1n, KOFF1, BL1, WGT1, NSEG1,
+                              W1, F1, B, B, BK1, KT1).to(tl.float32)
+        d2 = segment_distance(S2, S2, offs_m, offs_n, mm, mn, s2n, s2n, KOFF2, BL2, WGT2, NSEG2,
+                              W2, F2, B, B, BK2, KT2).to(tl.float32)
+        if SQUARED:
+            d1 = d1 * d1
+            d2 = d2 * d2
+        factor = tl.where(n0 == pid * B, 1.0, 2.0)
+        valid = mm[:, None] & mn[None, :]
+        for s in tl.static_range(NS):
+            c = tl.load(COEF + s)
+            k1 = tl.where(valid, tl.exp2(d1 * c), 0.0)
+            k2 = tl.where(valid, tl.exp2(d2 * c), 0.0)
+            sel = sc[None, :] == s
+            a12 += tl.where(sel, factor * tl.sum(k1 * k2, axis=1)[:, None], 0.0)
+            a11 += tl.where(sel, factor * tl.sum(k1 * k1, axis=1)[:, None], 0.0)
+            a22 += tl.where(sel, factor * tl.sum(k2 * k2, axis=1)[:, None], 0.0)
+    base = OUT + offs_m.to(tl.int64)[:, None] * (3 * SP) + sc[None, :]
+    keep = mm[:, None] & (sc < NS)[None, :]
+    tl.store(base, a12, mask=keep)
+    tl.store(base + SP, a11, mask=keep)
+    tl.store(base + 2 * SP, a22, mask=keep)
+
+
+def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Tensor, sizes_b: Sequence[int],
+                sigma2s: Sequence[float], *, weights_a: Any = None, weights_b: Any = None,
+                squared: bool = False, block: int = 64, num_warps: int = 4) -> np.ndarray:
+    """Cosine between the heat kernels of two networks on the same N inputs, per sigma2.
+
+    ``cos_s = <K_a, K_b> / (||K_a|| ||K_b||)`` with ``K = exp(-D / sigma2_s)`` (Frobenius),
+    streamed over tiles of the upper triangle; no N x N array is formed.
+
+    Parameters
+    ----------
+    words_a, words_b : torch.Tensor, int32, (N, W_a) and (N, W_b)
+        Codes of the same N inputs under two networks.
+    sizes_a, sizes_b : sequence of int
+        Their layer sizes.
+    sigma2s : sequence of float
+        Positive bandwidths (all computed in one pass).
+    weights_a, weights_b : None or array-like
+        Per-layer weights of each network's VQ distance.
+    squared : bool
+        Use ``exp(-D**2 / sigma2)``.
+
+    Returns
+    -------
+    ndarray of float64, shape (len(sigma2s),)
+    """
+    s2 = np.asarray(sigma2s, dtype=np.float64).reshape(-1)
+    if s2.size == 0 or not np.all(np.isfinite(s2)) or np.any(s2 <= 0):
+        raise ValueError(f"sigma2s: expected one or more positive finite values, got {s2.tolist()}")
+    pa, wa, fa = _codes("words_a", words_a, sizes_a, weights_a)
+    pb, wb, fb = _codes("words_b", words_b, sizes_b, weights_b)
+    n = pa.s.shape[0]
+    if pb.s.shape[0] != n:
+        raise ValueError(f"words_b: expected {n} rows like words_a, got {pb.s.shape[0]}")
+    if words_b.device != words_a.device:
+        raise ValueError(f"words_b: expected a tensor on {words_a.device}, got {words_b.device}")
+    if n == 0:
+        raise ValueError("words_a: expected at least one row, got 0")
+    dev = words_a.device
+    ns = s2.size
+    sp = _next_pow2(ns)
+    coef = torch.tensor(-_LOG2E / s2, dtype=torch.float32, device=dev)
+    out = torch.zeros((n, 3, sp), dtype=torch.float32, device=dev)
+    ka, ba, ga = segment_args(pa, wa, fa, dev)
+    kb, bb, gb = segment_args(pb, wb, fb, dev)
+    _cosine_kernel[(triton.cdiv(n, block),)](
+        pa.s, pb.s, out, ka, ba, ga, len(pa.units), kb, bb, gb, len(pb.units), coef, n, pa.s.stride(0),
+        pb.s.stride(0), NS=ns, SQUARED=bool(squared), W1=wa is not None, F1=fa, W2=wb is not None, F2=fb,
+        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=static_k(pa), KT2=static_k(pb), num_warps=num_warps,
+    )
+    sums = out.double().sum(dim=0).cpu().numpy()[:, :ns]  # (3, NS)
+    return sums[0] / np.sqrt(sums[1] * sums[2])
+
+
+@triton.jit
+def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
+                K: tl.constexpr, KP: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
+                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr):
+    pid = tl.program_id(0)
+    offs_m = pid * BM + tl.arange(0, BM)
+    mm = offs_m < N
+    BIG: tl.constexpr = 0x7FFFFFFFFFFFFFFF
+    slot = tl.arange(0, KP)
+    # Keys (distance bits << 32 | column) are unique, so "== max" picks one slot.
+    # Unused slots (>= K) hold negative keys: never the worst, never replaced.
+    init = tl.where(slot < K, BIG - slot.to(tl.int64), -1 - slot.to(tl.int64))
+    best = tl.zeros((BM, KP), dtype=tl.int64) + init[None, :]
+    for n0 in range(0, M, BN):
+        offs_n = n0 + tl.arange(0, BN)
+        mn = offs_n < M
+        d = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
+        dbits = d.to(tl.int32, bitcast=True).to(tl.int64)  # non-negative: bit order = value order
+        keys = tl.where(mn[None, :], (dbits << 32) | offs_n.to(tl.int64)[None, :], BIG)
+        worst = tl.max(best, axis=1)
+        need = tl.max((tl.min(keys, axis=1) < worst).to(tl.int32), axis=0)
+        if need > 0:
+            for _ in tl.static_range(K):
+                low = tl.min(keys, axis=1)
+                worst = tl.max(best, axis=1)
+                take = low < worst
+                best = tl.where((best == worst[:, None]) & take[:, None], low[:, None], best)
+                keys = tl.where(keys == low[:, None], BIG, keys)
+    for i in tl.static_range(K):
+        low = tl.min(tl.where(slot[None, :] < K, best, BIG), axis=1)
+        best = tl.where(best == low[:, None], BIG, best)
+        dv = (low >> 32).to(tl.int32)
+        if FLOAT_ACC:
+            dv = dv.to(tl.float32, bitcast=True)
+        tl.store(DOUT + offs_m.to(tl.int64) * K + i, dv, mask=mm)
+        tl.store(IOUT + offs_m.to(tl.int64) * K + i, low & 0xFFFFFFFF, mask=mm)
+
+
+def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tensor | None = None,
+        weights: Any = None, block: tuple[int, int] = (64, 64), num_warps: int = 4
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise ``k`` nearest neighbours by VQ distance, streamed (no N x M matrix).
+
+    Parameters
+    ----------
+    wx : torch.Tensor, int32, (N, W)
+        Query codes.
+    layer_sizes : sequence of int
+    k : int
+        Neighbours per row, ``1 <= k <= M``.
+    wy : torch.Tensor, int32, (M, W), optional
+        Candidate codes (default ``wx``; a row's own index is then among its neighbours,
+        as in ``reference.knn`` on the full matrix).
+    weights : None or array-like (L,)
+
+    Returns
+    -------
+    distances : torch.Tensor, (N, k), int32 (float32 with non-integer weights), ascending
+    indices : torch.Tensor, int64, (N, k); ties go to the smaller index
+    """
+    px, w, float_acc = _codes("wx", wx, layer_sizes, weights)
+    py = px if wy is None else _codes("wy", wy, layer_sizes, weights)[0]
+    n, m = px.s.shape[0], py.s.shape[0]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(m, 1) or m == 0:
+        raise ValueError(f"k: expected an integer in [1, {m}] (the number of candidates), got {k!r}")
+    k = int(k)
+    dev = wx.device
+    dout = torch.empty((n, k), dtype=torch.float32 if float_acc else torch.int32, device=dev)
+    iout = torch.empty((n, k), dtype=torch.int64, device=dev)
+    if n == 0:
+        return dout, iout
+    koff, bl, wgt = segment_args(px, w, float_acc, dev)
+    bm, bn = block
+    _knn_kernel[(triton.cdiv(n, bm),)](
+        px.s, py.s, dout, iout, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
+        K=k, KP=max(2, _next_pow2(k)), WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg,
+        KT=static_k(px), num_warps=num_warps,
+    )
+    return dout, iout
