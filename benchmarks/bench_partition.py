@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from vqgeom.geometry import partition
-from vqgeom.geometry._netspec import as_netspec
+from vqgeom._netspec import as_netspec
 from vqgeom.kernels.reference import mlp_bits
 
 BOX = (-1.0, 1.0, -1.0, 1.0)

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 import vqgeom
 from vqgeom.geometry import Partition, partition, plane_through
-from vqgeom.geometry._netspec import as_netspec
+from vqgeom._netspec import as_netspec
 from vqgeom.kernels.reference import activate, hyperplane_bits, mlp_bits, thresholds
 
 BOX = (-1.0, 1.0, -1.0, 1.0)

@@ -23,7 +23,7 @@ from vqgeom.geometry import (
     verify_lemma2,
 )
 from vqgeom.geometry import campaign
-from vqgeom.geometry._netspec import as_netspec
+from vqgeom._netspec import as_netspec
 from vqgeom.geometry.figures import fig5
 from vqgeom.kernels.reference import hamming, mlp_bits
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import check_int
+
 __all__ = [
     "two_moons",
     "rotate",
@@ -45,14 +47,6 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     if seed is not None and not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed: expected an int, a numpy Generator or None, got {type(seed).__name__}")
     return np.random.default_rng(seed)
-
-
-def _check_count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,7 +81,7 @@ def two_moons(n: int = 150, noise: float = 0.1, seed: int | np.random.Generator 
     y : ndarray, shape (n,), int64
         Labels in ``{0, 1}``.
     """
-    n = _check_count("n", n, 2)
+    n = check_int(n, "n", 2)
     noise = float(noise)
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise: expected a finite float >= 0, got {noise}")
@@ -175,7 +169,7 @@ def high_dim_moons(
     y : ndarray, shape (n,), int64
         Labels in ``{0, 1}``.
     """
-    dim = _check_count("dim", dim, 3)
+    dim = check_int(dim, "dim", 3)
     scale = float(scale)
     if not 0 < scale <= 2**-0.5:
         raise ValueError(f"scale: expected a float in (0, 1/sqrt(2)] so that ||scale * u|| <= 1, got {scale}")
@@ -208,7 +202,7 @@ def disc_grid(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
     mask : ndarray, shape (n, n), bool
         ``mask[i, j]`` is True iff ``xs[j]**2 + ys[i]**2 <= 1``.
     """
-    n = _check_count("n", n, 1)
+    n = check_int(n, "n", 1)
     ticks = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
     gx, gy = np.meshgrid(ticks, ticks, indexing="xy")
     mask = gx**2 + gy**2 <= 1.0
@@ -462,8 +456,8 @@ def split(
     X, y = np.asarray(X), np.asarray(y)
     if X.shape[:1] != y.shape[:1]:
         raise ValueError(f"y: expected {X.shape[0]} labels to match X's rows, got shape {y.shape}")
-    n_train = _check_count("n_train", n_train, 0)
-    n_test = _check_count("n_test", n_test, 0)
+    n_train = check_int(n_train, "n_train", 0)
+    n_test = check_int(n_test, "n_test", 0)
     if n_train + n_test > X.shape[0]:
         raise ValueError(f"n_train + n_test: expected at most {X.shape[0]} (the rows of X), got {n_train + n_test}")
     order = _rng(seed).permutation(X.shape[0])

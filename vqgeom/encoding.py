@@ -502,33 +502,9 @@ def reference_layers(net: nn.Module) -> list[tuple]:
     Accepts an ``nn.Sequential`` (nesting allowed) of ``Linear``, ``Flatten``, ``Identity``,
     ``Dropout`` and ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh activations.
     """
-    mods = [m for m in net.modules() if not isinstance(m, (nn.Sequential, nn.ModuleList))]
-    out: list[list] = []
-    for m in mods:
-        if isinstance(m, nn.Linear):
-            b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
-            out.append([m.weight.detach().cpu().double().numpy(), b, None])
-        elif isinstance(m, (nn.Flatten, nn.Identity, nn.Dropout)):
-            continue
-        elif isinstance(m, _CPA_MODULES):
-            if not out or out[-1][2] is not None:
-                raise EncodingError(f"model: activation {type(m).__name__} must follow a Linear layer for the numpy reference")
-            out[-1][2] = _act_spec(m)
-        else:
-            raise EncodingError(f"model: module {type(m).__name__} is not a plain MLP layer, which the numpy reference needs")
-    return [tuple(x) for x in out]
+    from ._netspec import as_netspec
 
-
-def _act_spec(m: nn.Module) -> Any:
-    if isinstance(m, nn.ReLU):
-        return "relu"
-    if isinstance(m, nn.LeakyReLU):
-        return ("leaky", float(m.negative_slope))
-    if isinstance(m, nn.PReLU):
-        w = m.weight.detach().cpu().double().numpy()
-        return ("leaky", float(w[0])) if w.size == 1 else ("prelu", w)
-    if isinstance(m, nn.ReLU6):
-        return ("hardtanh", 0.0, 6.0)
-    if isinstance(m, nn.Hardtanh):
-        return ("hardtanh", float(m.min_val), float(m.max_val))
-    raise EncodingError(f"model: activation {type(m).__name__} has no numpy reference spec")
+    try:
+        return as_netspec(net).layers
+    except (TypeError, ValueError) as err:
+        raise EncodingError(f"model: the numpy reference reads plain MLPs only; {err}") from err

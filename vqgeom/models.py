@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._validate import check_int
+
 __all__ = ["MLP", "mlp", "train", "TrainResult", "predict", "accuracy", "save_checkpoint", "load_checkpoint"]
 
 _ACTIVATIONS = {
@@ -51,14 +53,6 @@ class MLP(nn.Sequential):
     """
 
     config: dict[str, Any]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
 
 
 def mlp(
@@ -91,10 +85,10 @@ def mlp(
     MLP
         ``Sequential(Linear, act, ..., Linear, act, Linear)`` with ``.config`` set.
     """
-    in_dim = _check_int("in_dim", in_dim, 1)
-    width = _check_int("width", width, 1)
-    depth = _check_int("depth", depth, 1)
-    out_dim = _check_int("out_dim", out_dim, 1)
+    in_dim = check_int(in_dim, "in_dim", 1)
+    width = check_int(width, "width", 1)
+    depth = check_int(depth, "depth", 1)
+    out_dim = check_int(out_dim, "out_dim", 1)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     if isinstance(dtype, str):
@@ -264,8 +258,8 @@ def train(
     """
     if loss not in ("bce", "ce"):
         raise ValueError(f"loss: expected 'bce' or 'ce', got {loss!r}")
-    max_epochs = _check_int("max_epochs", max_epochs, 1)
-    patience = _check_int("patience", patience, 1)
+    max_epochs = check_int(max_epochs, "max_epochs", 1)
+    patience = check_int(patience, "patience", 1)
     dtype = _model_dtype(model)
     Xt = _as_tensor(X, dtype)
     Xt = Xt.flatten(1) if Xt.ndim > 2 else Xt
@@ -275,7 +269,7 @@ def train(
     if Xt.shape[0] == 0:
         raise ValueError("X: expected at least one training example, got 0 rows")
     n = Xt.shape[0]
-    bs = n if batch_size is None else _check_int("batch_size", batch_size, 1)
+    bs = n if batch_size is None else check_int(batch_size, "batch_size", 1)
     if loss == "bce":
         if not bool(((yt == 0) | (yt == 1)).all()):
             raise ValueError("y: expected labels in {0, 1} for loss='bce'")
@@ -285,7 +279,7 @@ def train(
         criterion = nn.CrossEntropyLoss()
         target = yt
     if threads is not None:
-        threads = _check_int("threads", threads, 1)
+        threads = check_int(threads, "threads", 1)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
     model.train()

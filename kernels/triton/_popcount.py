@@ -8,13 +8,19 @@ derived from the tensors' device (interpreter tensors live on the CPU).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import triton
 import triton.language as tl
 
+from vqgeom._validate import check_weights as _check_layer_weights
+from vqgeom.codes import layer_word_offsets
+
 __all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "check_weights"]
+
+# One definition of the word layout: the Codes module's.
+layer_offsets = layer_word_offsets
 
 
 @triton.jit
@@ -65,23 +71,11 @@ def check_words(name: str, w: Any, n_words: int | None = None) -> None:
         raise ValueError(f"{name}: expected {n_words} words per row for these layer_sizes, got shape {tuple(w.shape)}")
 
 
-def layer_offsets(layer_sizes: Sequence[int]) -> tuple[int, ...]:
-    """Word offsets of each layer (length L + 1), as in ``vqgeom.codes.layer_word_offsets``."""
-    offs = [0]
-    for b in layer_sizes:
-        if int(b) < 0:
-            raise ValueError(f"layer_sizes: expected non-negative unit counts, got {list(layer_sizes)}")
-        offs.append(offs[-1] + (int(b) + 31) // 32)
-    return tuple(offs)
-
-
 def check_weights(weights: Any, n_layers: int) -> tuple[np.ndarray | None, bool]:
-    """Validate per-layer weights; returns ``(float64 array or None, all_integer)``."""
-    if weights is None:
-        return None, True
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if w.shape[0] != n_layers:
-        raise ValueError(f"weights: expected {n_layers} per-layer weights, got {w.shape[0]}")
-    if not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError(f"weights: expected finite positive weights, got {w.tolist()}")
-    return w, bool(np.all(w == np.round(w)))
+    """Validate per-layer weights (:func:`vqgeom._validate.check_weights`).
+
+    Returns ``(float64 array or None, whether every weight is an integer value)``: the
+    kernels keep exact integer accumulators for integer-valued weights.
+    """
+    w, _ = _check_layer_weights(weights, n_layers)
+    return w, w is None or bool(np.all(w == np.round(w)))

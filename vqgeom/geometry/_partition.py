@@ -38,7 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..codes import Codes
-from ._netspec import NetSpec, _thresholds, as_netspec, layer_sizes
+from .._netspec import NetSpec, as_netspec, layer_sizes
+from ..kernels.reference import thresholds as _thresholds
 
 __all__ = ["partition", "Partition", "plane_through", "forward_bits"]
 
@@ -566,7 +567,7 @@ def partition(
     Parameters
     ----------
     net_or_hyperplanes : torch.nn.Sequential, list of (A, b), (normals, offsets) or vqgeom.Hyperplanes
-        See :func:`vqgeom.geometry._netspec.as_netspec`. Supported activations: ReLU, LeakyReLU,
+        See :func:`vqgeom._netspec.as_netspec`. Supported activations: ReLU, LeakyReLU,
         PReLU, ReLU6, Hardtanh; a trailing ``nn.Linear`` is an output layer (no bits).
     bounds : (xmin, xmax, ymin, ymax) or (lo, hi)
         The 2-D box or the 1-D interval, in plane coordinates.

@@ -1,4 +1,6 @@
-"""Turn the inputs :func:`vqgeom.geometry._partition` accepts into one layer list.
+"""Networks and hyperplane sets as one float64 layer list (the reference oracle's form).
+
+Used by the exact partitions (:mod:`vqgeom.geometry`) and by ``encode(..., backend="numpy")``.
 
 The common form is the reference oracle's: ``[(A, b, act), ...]`` with ``A`` of shape
 (out, in) in float64 and ``act`` one of ``"relu"``, ``("leaky", s)``,
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .kernels.reference import thresholds as _thresholds
 
 __all__ = ["NetSpec", "as_netspec"]
 
@@ -38,14 +42,6 @@ class NetSpec:
     def coding_layers(self) -> list:
         """The layers that add bits (``act is not None``)."""
         return [lyr for lyr in self.layers if lyr[2] is not None]
-
-
-def _thresholds(act: Any) -> list[float]:
-    if act is None:
-        return []
-    if act == "relu" or act[0] in ("leaky", "prelu"):
-        return [0.0]
-    return [float(act[1]), float(act[2])]
 
 
 def layer_sizes(spec: NetSpec) -> tuple[int, ...]:
@@ -185,7 +181,7 @@ def as_netspec(net: Any) -> NetSpec:
 
 def _hyperplanes(normals: Any, offsets: Any) -> NetSpec:
     if sys.modules.get("torch") is not None:
-        from .._arrays import to_numpy
+        from ._arrays import to_numpy
 
         normals, offsets = to_numpy(normals), to_numpy(offsets)
     normals = np.asarray(normals, dtype=np.float64)
