@@ -107,8 +107,8 @@ def compare(
 ) -> Comparison:
     """Cosine similarities of the heat kernels of several networks, for several sigma2 at once.
 
-    The kernels are streamed by row blocks: memory is ``O(M * block_rows * N)``, never an
-    ``N x N`` matrix per network.
+    The kernels are streamed by row blocks: memory is ``O(M * block_rows * N)`` (blocks are
+    shrunk to stay near 256 MB), never an ``N x N`` matrix per network.
 
     Parameters
     ----------
@@ -122,7 +122,7 @@ def compare(
         One sequence for all networks, or a list with one entry (or None) per network.
     names : labels for the table
     backend : compute backend for the distances
-    block_rows : rows per streamed block
+    block_rows : rows per streamed block (at most; shrunk to the memory budget)
     progress : show a progress bar over blocks
 
     Returns
@@ -173,19 +173,21 @@ def compare(
     dots = np.zeros((len(s2), m, m))
     from tqdm.auto import tqdm
 
-    for r in tqdm(range(0, n, block_rows), desc="compare", disable=not progress, leave=False):
-        hs = []
+    # Hold one (rows, N) float64 block per network at a time: about 2 * m * rows * N * 8 bytes.
+    rows = max(1, min(block_rows, (256 << 20) // (16 * m * max(n, 1))))
+    for r in tqdm(range(0, n, rows), desc="compare", disable=not progress, leave=False):
+        ds = []
         for c, w in zip(codes, per_w):
-            D = to_numpy(pairwise_distances(c[r : r + block_rows], c, weights=w, backend=backend)).astype(np.float64)
-            if squared:
-                D = D * D
-            hs.append(np.exp(-D[None, :, :] / s2[:, None, None]))  # (S, rows, N)
-        for a in range(m):
-            for b in range(a, m):
-                v = np.einsum("sij,sij->s", hs[a], hs[b])
-                dots[:, a, b] += v
-                if a != b:
-                    dots[:, b, a] += v
+            D = to_numpy(pairwise_distances(c[r : r + rows], c, weights=w, backend=backend)).astype(np.float64)
+            ds.append(D * D if squared else D)
+        for si, sigma2 in enumerate(s2):
+            hs = [np.exp(-D / sigma2) for D in ds]
+            for a in range(m):
+                for b in range(a, m):
+                    v = float(np.vdot(hs[a], hs[b]))
+                    dots[si, a, b] += v
+                    if a != b:
+                        dots[si, b, a] += v
     norms = np.sqrt(np.einsum("saa->sa", dots))
     sim = dots / (norms[:, :, None] * norms[:, None, :])
     return Comparison(sim, s2, list(names), squared)
