@@ -346,22 +346,27 @@ def bench_cosine_knn(bw, rate, gen, n):
         row("knn", f"k={k} block {blk} w{nw}", n, 288, ms_k, 2 * n * n * 320 / rate * 1e3, "int8 ops")
 
 
-@guarded
-def bench_encoder(bw, rate, gen, n):
-    from vqgeom.kernels import reference as R
-    from vqgeom.kernels.triton import encode
-
-    rng = np.random.default_rng(0)
-    widths = (16,) * 6
-    d = 784
+def mlp_784_16x6(seed: int):
+    """The issue's 784 -> 16 x 6 ReLU MLP: Triton layers on the device and float64 reference layers."""
+    rng = np.random.default_rng(seed)
     layers, ref = [], []
-    din = d
-    for w in widths:
+    din = 784
+    for w in (16,) * 6:
         A = (rng.standard_normal((w, din)) / math.sqrt(din)).astype(np.float32)
         b = (0.1 * rng.standard_normal(w)).astype(np.float32)
         layers.append((torch.from_numpy(A).to(DEV), torch.from_numpy(b).to(DEV), 0.0))
         ref.append((A.astype(np.float64), b.astype(np.float64), "relu"))
         din = w
+    return layers, ref
+
+
+@guarded
+def bench_encoder(bw, rate, gen, n):
+    from vqgeom.kernels import reference as R
+    from vqgeom.kernels.triton import encode
+
+    d = 784
+    layers, ref = mlp_784_16x6(seed=0)
     X = torch.randn(n, d, device=DEV, generator=gen)
     sub = X[:2000].cpu().numpy()
     bits, sizes = R.mlp_bits(ref, sub)
@@ -410,16 +415,8 @@ def bench_query(bw, rate, gen, nq, m):
     from vqgeom.kernels import reference as R
     from vqgeom.kernels.triton import encode
 
-    rng = np.random.default_rng(1)
-    d, widths = 784, (16,) * 6
-    layers, ref = [], []
-    din = d
-    for w in widths:
-        A = (rng.standard_normal((w, din)) / math.sqrt(din)).astype(np.float32)
-        b = (0.1 * rng.standard_normal(w)).astype(np.float32)
-        layers.append((torch.from_numpy(A).to(DEV), torch.from_numpy(b).to(DEV), 0.0))
-        ref.append((A.astype(np.float64), b.astype(np.float64), "relu"))
-        din = w
+    d = 784
+    layers, ref = mlp_784_16x6(seed=1)
     Xr = torch.randn(m, d, device=DEV, generator=gen)
     Xq = torch.randn(nq, d, device=DEV, generator=gen)
     refw = encode.encode_mlp(layers, Xr)
