@@ -140,6 +140,36 @@ def test_pairwise_small(method, sizes, kind):
     _check_pairwise(rng, sizes, 130, 130, method, kind, sym=True)  # 130: tiles of 64 and 128 are ragged
 
 
+@pytest.mark.parametrize("tma", [False, True])
+@pytest.mark.parametrize("hold", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("sizes,kind", [((288,), "none"), ((224,), "int"), ((33, 5, 64), "real")])
+def test_int8_tilings(hold, chunk, sizes, kind, tma):
+    """Held row blocks (K split in powers of two: 288 -> 256 + 32, 224 -> 128 + 64 + 32),
+    several column tiles per program, bulk tensor stores (emulated by the interpreter;
+    rows of a multiple of 4 columns are 16-byte aligned), ragged edges: all equal to the
+    reference."""
+    rng = np.random.default_rng(hash((hold, chunk, sizes, tma)) % 2**32)
+    w = _weights(kind, len(sizes))
+    dt = torch.float64 if kind == "real" else torch.int32
+    kw = dict(chunk=chunk, hold=hold, tma=tma, num_warps=4)
+    for n, m in [(70, 44), (1, 96)]:
+        bx, wx = _codes(rng, n, sizes)
+        by, wy = _codes(rng, m, sizes)
+        got = _np(int8.int8_hamming(wx, wy, sizes, w, dt, block=(32, 32, 32), **kw))
+        np.testing.assert_allclose(got, R.hamming(bx, by, sizes, w), rtol=len(sizes) * 2.0**-52, atol=0)
+    bx, wx = _codes(rng, 132, sizes)
+    got = _np(int8.int8_hamming(wx, None, sizes, w, dt, block=(64, 64, 32), **kw))
+    np.testing.assert_allclose(got, R.hamming(bx, bx, sizes, w), rtol=len(sizes) * 2.0**-52, atol=0)
+
+
+def test_k_pieces():
+    assert int8.k_pieces(320, 64) == (256, 64, 0, 0)
+    assert int8.k_pieces(960, 64) == (512, 256, 128, 64)
+    assert int8.k_pieces(31 * 32, 32) == (0, 0, 0, 0)  # five pieces: not held
+    assert int8.k_pieces(0, 32) == (0, 0, 0, 0)
+
+
 def test_pairwise_uint8_and_auto():
     rng = np.random.default_rng(3)
     bx, wx = _codes(rng, 40, (20, 9))
@@ -265,6 +295,38 @@ def test_encode_small(d_in, widths, acts, fused):
     rng = np.random.default_rng(11)
     for n in (1, 70):
         _check_encode(rng, d_in, widths, acts, n, fused)
+
+
+@pytest.mark.parametrize("config", [
+    dict(tma=True),  # bulk tensor loads (emulated by the interpreter): zero-filled edges
+    dict(bm=32, bk=16, programs=3),  # persistent grid: each program loops over row blocks
+    dict(bm=32, bk=16, num_stages=1, tma=True, programs=2),
+])
+@pytest.mark.parametrize("d_in", [20, 5])  # 5 floats: rows not 16-byte aligned -> plain loads
+def test_encode_configs(config, d_in):
+    rng = np.random.default_rng(15)
+    layers, ref = _mlp(rng, d_in, (16, 7, 16), ("relu", "leaky", "prelu"))
+    stack = encode.prepare_mlp(layers, DEV)
+    for n in (1, 70, 131):
+        X = rng.standard_normal((n, d_in)).astype(np.float32)
+        bits, sizes = R.mlp_bits(ref, X)
+        words = encode.encode_mlp(stack, torch.from_numpy(X).to(DEV), config=config)
+        got = unpack_words(_np(words).view(np.uint32), sizes)
+        assert not np.any((got != bits) & ~_near_zero(ref, X))
+        np.testing.assert_array_equal(_np(words).view(np.uint32), pack_bits(got, sizes))
+
+
+def test_encode_config_and_stack_errors():
+    rng = np.random.default_rng(16)
+    layers, _ = _mlp(rng, 4, (8,), ("relu",))
+    X = torch.from_numpy(rng.standard_normal((3, 4)).astype(np.float32)).to(DEV)
+    with pytest.raises(ValueError, match="config: unknown keys \\['tile'\\]"):
+        encode.encode_mlp(layers, X, config=dict(tile=3))
+    with pytest.raises(ValueError, match="bk must be at most"):
+        encode.encode_mlp(layers, X, config=dict(bk=256))
+    if not ON_GPU:
+        with pytest.raises(ValueError, match="prepared on cpu"):
+            encode.encode_mlp(encode.prepare_mlp(layers, "cpu"), X.to("meta"))
 
 
 def test_encode_wide_falls_back_and_zero_preactivation():

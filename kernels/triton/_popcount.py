@@ -17,7 +17,8 @@ import triton.language as tl
 from vqgeom._validate import check_weights as _check_layer_weights
 from vqgeom.codes import layer_word_offsets
 
-__all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "check_weights"]
+__all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "check_weights",
+           "ensure_allocator", "tma_ok"]
 
 # One definition of the word layout: the Codes module's.
 layer_offsets = layer_word_offsets
@@ -79,3 +80,29 @@ def check_weights(weights: Any, n_layers: int) -> tuple[np.ndarray | None, bool]
     """
     w, _ = _check_layer_weights(weights, n_layers)
     return w, w is None or bool(np.all(w == np.round(w)))
+
+
+_ALLOCATOR_DEVICE: str | None = None
+
+
+def ensure_allocator(device: Any) -> None:
+    """Device-side tensor descriptors (bulk tensor loads and stores) need scratch memory
+    from a Triton allocator: set one (torch's allocator on ``device``'s type) once."""
+    global _ALLOCATOR_DEVICE
+    kind = str(getattr(device, "type", device))
+    if _ALLOCATOR_DEVICE != kind:
+        import torch
+
+        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device=kind))
+        _ALLOCATOR_DEVICE = kind
+
+
+def tma_ok(t: Any) -> bool:
+    """Whether bulk tensor copies can address the 2-D tensor ``t``: unit stride along
+    rows, 16-byte aligned base and row stride, and on a GPU a Hopper or newer one (CPU
+    tensors run in the interpreter, which emulates the copies)."""
+    import torch
+
+    if t.is_cuda and torch.cuda.get_device_capability(t.device)[0] < 9:
+        return False
+    return t.stride(1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0

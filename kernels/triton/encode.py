@@ -29,30 +29,38 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, hw_popcount, layer_offsets
+from ._popcount import check_words, ensure_allocator, hw_popcount, layer_offsets, tma_ok
 from .hamming import word_distance
 
-__all__ = ["encode_mlp", "mlp_layer_sizes", "mlp_layers", "layer_info", "MLPLayers", "query_distances",
-           "FUSED_MAX_WIDTH", "FUSED_QUERY_DEFAULT"]
+__all__ = ["encode_mlp", "prepare_mlp", "MLPStack", "mlp_layer_sizes", "mlp_layers", "layer_info", "MLPLayers",
+           "query_distances", "FUSED_MAX_WIDTH", "FUSED_QUERY_DEFAULT", "ENCODER_CONFIG"]
 
 # Widest layer (padded to a power of two) kept on chip by the fused kernel.
 FUSED_MAX_WIDTH = 128
+# The first layer's weight rows are zero-padded to a multiple of this (the largest K
+# block), so bulk tensor loads of X past its last column multiply zeros.
+W0_ROWS = 128
 # Whether query_distances fuses encode + distance by default: measured faster on an H200
 # (10,000 queries x 100,000 references, 784 -> 16 x 6: 2.54 ms fused, 2.81 ms encode then
 # distance; benchmarks/results/gpu-*).
 FUSED_QUERY_DEFAULT = True
 PRECISIONS = ("ieee", "tf32", "tf32x3")
+# The fused kernel's tuning (see encode_mlp's ``config``) for layers of at most 32 units,
+# set from benchmarks/gpu_check.py on an H200 (benchmarks/results/gpu-*).
+ENCODER_CONFIG = dict(bm=64, bk=64, num_warps=4, num_stages=3, tma=False, programs=None)
 
 
 @dataclass(frozen=True)
-class _Stack:
-    """An MLP prepared for the kernels (weights transposed, padded, float32, on device)."""
+class MLPStack:
+    """An MLP prepared for the kernels by :func:`prepare_mlp` (weights transposed, padded,
+    float32, on the device); :func:`encode_mlp` and :func:`query_distances` take it in
+    place of the layers, so repeated calls skip the preparation."""
 
     sizes: tuple[int, ...]
     d_in: int
     hp: int
     fused: bool
-    w0t: torch.Tensor  # (D, HP) fused, else unused
+    w0t: torch.Tensor  # (D rounded up to W0_ROWS, HP) fused (zero rows past D), else unused
     wh: torch.Tensor  # (max(L-1, 1), HP, HP) as (in, out)
     bias: torch.Tensor  # (L, HP)
     slope: torch.Tensor  # (L, HP)
@@ -136,7 +144,13 @@ def layer_info(layers: Sequence[tuple]) -> tuple[tuple[int, ...], tuple[str, ...
     return sizes, tuple(names)
 
 
-def _prepare(layers: Sequence[tuple], device: torch.device) -> _Stack:
+def prepare_mlp(layers: Sequence[tuple] | MLPStack, device: torch.device | str) -> MLPStack:
+    """Check ``layers`` (see :func:`encode_mlp`) and lay them out for the kernels on ``device``."""
+    device = torch.device(device)
+    if isinstance(layers, MLPStack):
+        if layers.bias.device != device:
+            raise ValueError(f"layers: prepared on {layers.bias.device}, used with inputs on {device}")
+        return layers
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
         raise ValueError("layers: expected a non-empty list of (W, b, negative_slope) tuples")
     layers = list(layers)
@@ -177,17 +191,17 @@ def _prepare(layers: Sequence[tuple], device: torch.device) -> _Stack:
     bias = torch.zeros((n_layers, hp), device=device)
     slope = torch.zeros((n_layers, hp), device=device)
     wh = torch.zeros((max(n_layers - 1, 1), hp, hp), device=device) if fused else torch.zeros(1, device=device)
-    w0t = torch.zeros((d_in, hp), device=device) if fused else torch.zeros(1, device=device)
+    w0t = torch.zeros((-(-d_in // W0_ROWS) * W0_ROWS, hp), device=device) if fused else torch.zeros(1, device=device)
     for l, (at, b, s) in enumerate(prepped):
         o = at.shape[1]
         bias[l, :o] = b
         slope[l, :o] = s
         if fused:
             if l == 0:
-                w0t[:, :o] = at
+                w0t[:d_in, :o] = at
             else:
                 wh[l - 1, : at.shape[0], :o] = at
-    return _Stack(
+    return MLPStack(
         sizes, d_in, hp, fused, w0t, wh, bias, slope,
         torch.tensor(sizes, dtype=torch.int32, device=device),
         torch.tensor(woff, dtype=torch.int32, device=device),
@@ -215,18 +229,26 @@ def _pack_store(pre, l, offs_m, mm, SIZES, WOFF, OUT, sout, BM: tl.constexpr, HP
 @triton.jit
 def _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L, pid,
                   BM: tl.constexpr, BK: tl.constexpr, HP: tl.constexpr, UPW: tl.constexpr,
-                  PREC: tl.constexpr):
+                  PREC: tl.constexpr, TMA: tl.constexpr = False, STAGES: tl.constexpr = 3):
+    """Encode rows ``[pid * BM, (pid + 1) * BM)``; ``X`` is a tensor descriptor when ``TMA``."""
     offs_m = pid * BM + tl.arange(0, BM)
     mm = offs_m < N
     hcol = tl.arange(0, HP)
     ak = tl.arange(0, BK)
-    xrow = X + offs_m.to(tl.int64)[:, None] * sxn
+    if not TMA:
+        xrow = X + offs_m.to(tl.int64)[:, None] * sxn
     acc = tl.zeros((BM, HP), dtype=tl.float32)
-    for k0 in range(0, D, BK):
+    for k0 in tl.range(0, D, BK, num_stages=STAGES):
         kk = k0 + ak
-        mk = kk < D
-        x = tl.load(xrow + kk[None, :], mask=mm[:, None] & mk[None, :], other=0.0)
-        w = tl.load(W0T + kk[:, None] * HP + hcol[None, :], mask=mk[:, None], other=0.0)
+        if TMA:
+            # Bulk tensor load: rows past N and columns past D arrive as zeros, and W0T's
+            # rows past D are zero.
+            x = X.load([pid * BM, k0])
+            w = tl.load(W0T + kk[:, None] * HP + hcol[None, :])
+        else:
+            mk = kk < D
+            x = tl.load(xrow + kk[None, :], mask=mm[:, None] & mk[None, :], other=0.0)
+            w = tl.load(W0T + kk[:, None] * HP + hcol[None, :], mask=mk[:, None], other=0.0)
         acc = tl.dot(x, w, acc, input_precision=PREC)
     pre = acc + tl.load(BIAS + hcol)[None, :]
     _pack_store(pre, 0, offs_m, mm, SIZES, WOFF, OUT, sout, BM, HP, UPW)
@@ -242,9 +264,13 @@ def _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L,
 @triton.jit
 def _fused_encode_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L,
                          BM: tl.constexpr, BK: tl.constexpr, HP: tl.constexpr, UPW: tl.constexpr,
-                         PREC: tl.constexpr):
-    _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L, tl.program_id(0),
-                  BM, BK, HP, UPW, PREC)
+                         PREC: tl.constexpr, TMA: tl.constexpr, STAGES: tl.constexpr):
+    """Row blocks ``program_id(0), + num_programs(0), ...`` (one each unless the grid is persistent)."""
+    if TMA:
+        X = tl.make_tensor_descriptor(X, shape=[N, D], strides=[sxn, 1], block_shape=[BM, BK])
+    for blk in range(tl.program_id(0), tl.cdiv(N, BM), tl.num_programs(0)):
+        _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L, blk,
+                      BM, BK, HP, UPW, PREC, TMA, STAGES)
 
 
 @triton.jit
@@ -290,25 +316,25 @@ def _check_x(X: Any, d_in: int) -> torch.Tensor:
     return X.to(torch.float32).contiguous()
 
 
-def _fused_config(hp: int) -> tuple[int, int, int]:
-    """(BM, BK, num_warps) for the fused kernel: fewer rows when the layers are wide."""
+def _fused_config(hp: int) -> dict:
+    """Tiles of the fused kernel: fewer rows when the layers are wide (see ``encode_mlp``)."""
     if hp <= 32:
-        return 64, 64, 4
-    if hp <= 64:
-        return 64, 32, 4
-    return 32, 32, 4
+        return dict(ENCODER_CONFIG)
+    bm, bk = (64, 32) if hp <= 64 else (32, 32)
+    return dict(bm=bm, bk=bk, num_warps=4, num_stages=3, tma=False, programs=None)
 
 
-def encode_mlp(layers: Sequence[tuple], X: torch.Tensor, *, precision: str = "tf32x3",
-               fused: bool | None = None, config: tuple[int, ...] | None = None) -> torch.Tensor:
+def encode_mlp(layers: Sequence[tuple] | MLPStack, X: torch.Tensor, *, precision: str = "tf32x3",
+               fused: bool | None = None, config: dict | None = None) -> torch.Tensor:
     """Packed VQ codes of an MLP, computed on the GPU (or in the Triton interpreter).
 
     Parameters
     ----------
-    layers : list of (W, b, negative_slope)
+    layers : list of (W, b, negative_slope), or an :class:`MLPStack`
         ``W`` tensor (out, in); ``b`` tensor (out,) or None; ``negative_slope`` 0.0 for
         ReLU, a float for LeakyReLU, a tensor (out,) for PReLU. The last entry may have
         ``negative_slope=None`` (an output layer without activation): it adds no bits.
+        :func:`prepare_mlp` of them saves the preparation on repeated calls.
     X : torch.Tensor, float, shape (N, in)
         Inputs (cast to float32), on the device the kernels run on.
     precision : {"tf32x3", "ieee", "tf32"}
@@ -316,8 +342,12 @@ def encode_mlp(layers: Sequence[tuple], X: torch.Tensor, *, precision: str = "tf
     fused : bool, optional
         Force the one-launch kernel (True) or one launch per layer (False); default:
         fused while every layer is at most ``FUSED_MAX_WIDTH`` wide.
-    config : (BM, BK, num_warps) or (BM, BK, num_warps, num_stages), optional
-        Tile override for the fused kernel (benchmarks tune it; default by width).
+    config : dict, optional
+        Tuning of the fused kernel, any of ``bm`` and ``bk`` (row and K block),
+        ``num_warps``, ``num_stages`` (K-loop pipelining depth), ``tma`` (bulk tensor
+        loads of X, where the GPU and X's row alignment allow) and ``programs`` (a
+        persistent grid of that many programs; None: one per row block). Defaults by
+        width (``ENCODER_CONFIG`` for layers of at most 32 units, measured on an H200).
 
     Returns
     -------
@@ -327,23 +357,35 @@ def encode_mlp(layers: Sequence[tuple], X: torch.Tensor, *, precision: str = "tf
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     dev = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
-    st = _prepare(layers, dev)
+    st = prepare_mlp(layers, dev)
     X = _check_x(X, st.d_in)
     n = X.shape[0]
     n_words = layer_offsets(st.sizes)[-1]
-    out = torch.zeros((n, n_words), dtype=torch.int32, device=dev)
-    if n == 0:
-        return out
     use_fused = st.fused if fused is None else bool(fused)
     if use_fused and not st.fused:
         raise ValueError(f"fused: a layer of width {max(st.sizes)} exceeds FUSED_MAX_WIDTH={FUSED_MAX_WIDTH}")
+    # Every word of every row is written by the kernels (padding bits as zeros).
+    out = torch.empty((n, n_words), dtype=torch.int32, device=dev)
+    if n == 0:
+        return out
     if use_fused:
-        bm, bk, nw, *stages = _fused_config(st.hp) if config is None else config
-        extra = {"num_stages": stages[0]} if stages else {}
-        _fused_encode_kernel[(triton.cdiv(n, bm),)](
+        cfg = _fused_config(st.hp)
+        unknown = set(config or {}) - set(cfg)
+        if unknown:
+            raise ValueError(f"config: unknown keys {sorted(unknown)}; expected some of {sorted(cfg)}")
+        cfg.update(config or {})
+        bm, bk = int(cfg["bm"]), int(cfg["bk"])
+        if bk > W0_ROWS:
+            raise ValueError(f"config: bk must be at most {W0_ROWS}, got {bk}")
+        tma = bool(cfg["tma"]) and tma_ok(X)
+        if tma:
+            ensure_allocator(X.device)
+        blocks = triton.cdiv(n, bm)
+        programs = blocks if cfg["programs"] is None else max(1, min(blocks, int(cfg["programs"])))
+        _fused_encode_kernel[(programs,)](
             X, n, st.d_in, X.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, out,
             out.stride(0), len(st.sizes), BM=bm, BK=bk, HP=st.hp, UPW=min(32, st.hp), PREC=precision,
-            num_warps=nw, **extra,
+            TMA=tma, STAGES=int(cfg["num_stages"]), num_warps=int(cfg["num_warps"]),
         )
         return out
     h = X
@@ -417,7 +459,7 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     dev = Xq.device if isinstance(Xq, torch.Tensor) else torch.device("cpu")
-    st = _prepare(layers, dev)
+    st = prepare_mlp(layers, dev)
     offs = layer_offsets(st.sizes)
     check_words("ref_words", ref_words, offs[-1])
     if ref_words.device != dev:
@@ -443,7 +485,8 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
         loff = torch.tensor(offs, dtype=torch.int32, device=dev)
         wgt = torch.tensor(w, dtype=weight_dtype(float_acc), device=dev)
         nl = len(st.sizes)
-    bm, bk, nw = _fused_config(st.hp)
+    cfg = _fused_config(st.hp)
+    bm, bk, nw = cfg["bm"], cfg["bk"], cfg["num_warps"]
     bn = 64
     blocks = triton.cdiv(n, bm)
     if splits is None:

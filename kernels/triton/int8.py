@@ -17,13 +17,14 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, layer_offsets, triangle_tile
+from ._popcount import check_words, ensure_allocator, layer_offsets, tma_ok
 
-# Bulk tensor (TMA) stores for the distance tiles by default; set from the comparison in
+# Default tuning of int8_hamming (see its docstring), set from the comparison in
 # benchmarks/gpu_check.py (benchmarks/results/gpu-*).
-USE_TMA_STORE = False
+INT8_CONFIG = dict(block=(128, 128, None), num_warps=8, num_stages=3, chunk=1, hold=False, tma=False)
 
-__all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance", "static_k"]
+__all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance", "single_segment", "static_k",
+           "k_pieces", "INT8_CONFIG"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,23 @@ def _round_up(x: int, m: int) -> int:
     return (x + m - 1) // m * m
 
 
-def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, seg: int | None = None,
-              chunk_rows: int = 1 << 17) -> Pm1Codes:
+@triton.jit
+def _pm1_kernel(W, SRC, OUT, N, K, swn, son, BR: tl.constexpr, BC: tl.constexpr):
+    """OUT[r, k] = +1 / -1 for bit SRC[k] of row r's words, 0 where SRC[k] < 0 (padding)."""
+    rows = tl.program_id(0) * BR + tl.arange(0, BR)
+    cols = tl.program_id(1) * BC + tl.arange(0, BC)
+    mr = rows < N
+    mc = cols < K
+    src = tl.load(SRC + cols, mask=mc, other=-1)
+    bit_col = tl.maximum(src, 0)
+    m2 = mr[:, None] & mc[None, :]
+    w = tl.load(W + rows.to(tl.int64)[:, None] * swn + (bit_col >> 5)[None, :], mask=m2, other=0)
+    bit = (w >> (bit_col & 31)[None, :]) & 1
+    pm = tl.where((src >= 0)[None, :], bit * 2 - 1, 0)
+    tl.store(OUT + rows.to(tl.int64)[:, None] * son + cols[None, :], pm.to(tl.int8), mask=m2)
+
+
+def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, seg: int | None = None) -> Pm1Codes:
     """Expand packed words into +-1 int8 codes (see :class:`Pm1Codes`).
 
     Parameters
@@ -63,8 +79,6 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
         One segment per layer (needed for per-layer weights) or one for all units.
     seg : int, optional
         Padding multiple; default 32 when every segment has at most 64 units, else 64.
-    chunk_rows : int
-        Rows expanded at a time (bounds the (rows, 32 W) int32 temporary).
     """
     sizes = [int(b) for b in layer_sizes]
     offs = layer_offsets(sizes)
@@ -83,19 +97,29 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
         for l in group:
             src[k : k + sizes[l]] = torch.arange(offs[l] * 32, offs[l] * 32 + sizes[l])
             k += sizes[l]
-    dev = words.device
-    src = src.to(dev)
-    valid = src >= 0
-    src = src.clamp_min(0)
-    shifts = torch.arange(32, dtype=torch.int32, device=dev)
     n = words.shape[0]
-    out = torch.empty((n, koff[-1]), dtype=torch.int8, device=dev)
-    for r0 in range(0, n, chunk_rows):
-        w = words[r0 : r0 + chunk_rows]
-        bits = ((w.unsqueeze(-1) >> shifts) & 1).reshape(w.shape[0], -1)
-        pm = (bits[:, src] * 2 - 1) * valid
-        out[r0 : r0 + chunk_rows] = pm.to(torch.int8)
+    out = torch.empty((n, koff[-1]), dtype=torch.int8, device=words.device)
+    if n:
+        words = words.contiguous()
+        br, bc = 32, 128
+        _pm1_kernel[(triton.cdiv(n, br), triton.cdiv(koff[-1], bc))](
+            words, src.to(device=words.device, dtype=torch.int32), out, n, koff[-1], words.stride(0), out.stride(0),
+            BR=br, BC=bc, num_warps=4,
+        )
     return Pm1Codes(out, tuple(koff), units, seg)
+
+
+@triton.jit
+def single_segment(dot, BL, WGT, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr):
+    """Distance tile of a one-segment code from its +-1 dot products: ``w (B - dot) / 2``."""
+    h = (tl.load(BL) - dot) >> 1
+    if FLOAT_ACC == 2:
+        h = h.to(tl.float64)
+    elif FLOAT_ACC == 1:
+        h = h.to(tl.float32)
+    if WEIGHTED:
+        return h * tl.load(WGT)
+    return h
 
 
 @triton.jit
@@ -117,15 +141,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
             a = tl.load(srow + (k + ak)[None, :], mask=mm[:, None], other=0)
             b = tl.load(tcol + (k + ak)[:, None], mask=mn[None, :], other=0)
             dot = tl.dot(a, b, dot, out_dtype=tl.int32)
-        h = (tl.load(BL) - dot) >> 1
-        if FLOAT_ACC == 2:
-            h = h.to(tl.float64)
-        elif FLOAT_ACC == 1:
-            h = h.to(tl.float32)
-        if WEIGHTED:
-            total = h * tl.load(WGT)
-        else:
-            total = h
+        total = single_segment(dot, BL, WGT, WEIGHTED, FLOAT_ACC)
     else:
         if FLOAT_ACC == 2:
             total = tl.zeros((BM, BN), dtype=tl.float64)
@@ -154,56 +170,87 @@ def static_k(p: "Pm1Codes", max_k: int = 1024) -> int:
     return p.koff[-1] if len(p.units) == 1 and p.koff[-1] <= max_k else 0
 
 
+def k_pieces(kt: int, seg: int, max_pieces: int = 4) -> tuple[int, ...]:
+    """``kt`` as at most ``max_pieces`` powers of two (each a multiple of ``seg``, largest
+    first, zeros after), or all zeros when it takes more: the row block of a one-segment
+    code is then held in that many register tiles across the column loop."""
+    pieces = [1 << b for b in range(kt.bit_length() - 1, -1, -1) if kt >> b & 1]
+    if kt == 0 or len(pieces) > max_pieces or pieces[-1] < seg:
+        return (0,) * max_pieces
+    return tuple(pieces) + (0,) * (max_pieces - len(pieces))
+
+
+@triton.jit
+def _tile_dot(a, tcol, k0, mn, K: tl.constexpr, acc):
+    """``acc + a @ T[cols, k0 : k0 + K]^T`` for the held row tile ``a`` (BM, K)."""
+    b = tl.load(tcol + (k0 + tl.arange(0, K))[:, None], mask=mn[None, :], other=0)
+    return tl.dot(a, b, acc, out_dtype=tl.int32)
+
+
 @triton.jit
 def _int8_hamming_kernel(
-    S, T, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, son, som,
+    S, T, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, son, som, chunk,
     SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr, TMA: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr,
+    K1: tl.constexpr, K2: tl.constexpr, K3: tl.constexpr, K4: tl.constexpr,
+    TMA: tl.constexpr, STAGES: tl.constexpr,
 ):
+    """Row block ``program_id(0)`` against ``chunk`` column tiles from ``program_id(1) * chunk``
+    (symmetric: from the diagonal tile on, each tile also stored transposed).
+
+    With ``K1 > 0`` (one segment of ``K1 + K2 + K3 + K4`` columns) the row block's codes
+    are loaded once and held in registers; only the column tiles' codes are loaded in the
+    loop, which the compiler pipelines ``STAGES`` deep, while earlier tiles' stores drain.
+    """
+    pid_m = tl.program_id(0)
+    j0 = tl.program_id(1) * chunk
     if SYM:
-        pid_m, pid_n = triangle_tile(tl.program_id(0))
-    else:
-        pid_m = tl.program_id(0)
-        pid_n = tl.program_id(1)
+        j0 += pid_m
+    j1 = tl.minimum(j0 + chunk, tl.cdiv(M, BN))
     offs_m = pid_m * BM + tl.arange(0, BM)
-    offs_n = pid_n * BN + tl.arange(0, BN)
     mm = offs_m < N
-    mn = offs_n < M
-    total = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
-                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
-    res = total.to(OUT.dtype.element_ty)
+    om = offs_m.to(tl.int64)
+    if K1 > 0:
+        srow = S + om[:, None] * ssn
+        a1 = tl.load(srow + tl.arange(0, K1)[None, :], mask=mm[:, None], other=0)
+        if K2 > 0:
+            a2 = tl.load(srow + (K1 + tl.arange(0, K2))[None, :], mask=mm[:, None], other=0)
+        if K3 > 0:
+            a3 = tl.load(srow + (K1 + K2 + tl.arange(0, K3))[None, :], mask=mm[:, None], other=0)
+        if K4 > 0:
+            a4 = tl.load(srow + (K1 + K2 + K3 + tl.arange(0, K4))[None, :], mask=mm[:, None], other=0)
     if TMA:
-        # Bulk tensor stores (Hopper's copy engine): asynchronous, clipped at the edges.
         desc = tl.make_tensor_descriptor(OUT, shape=[N, M], strides=[son, 1], block_shape=[BM, BN])
-        desc.store([pid_m * BM, pid_n * BN], res)
-        if SYM:
-            if pid_m != pid_n:
-                desc.store([pid_n * BN, pid_m * BM], tl.trans(res))
-    else:
-        om = offs_m.to(tl.int64)
-        on = offs_n.to(tl.int64)
-        tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
-        if SYM:
-            if pid_m != pid_n:
-                tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res), mask=mn[:, None] & mm[None, :])
-
-
-_ALLOCATOR_SET = False
-
-
-def _tma_ok(out: torch.Tensor) -> bool:
-    """Whether the output can take bulk tensor stores: Hopper or newer, 16-byte rows."""
-    if not out.is_cuda or torch.cuda.get_device_capability(out.device)[0] < 9:
-        return False
-    return out.stride(1) == 1 and (out.stride(0) * out.element_size()) % 16 == 0 and out.data_ptr() % 16 == 0
-
-
-def _ensure_allocator() -> None:
-    """Device-side tensor descriptors need scratch memory from a Triton allocator."""
-    global _ALLOCATOR_SET
-    if not _ALLOCATOR_SET:
-        triton.set_allocator(lambda size, align, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
-        _ALLOCATOR_SET = True
+    for j in tl.range(j0, j1, num_stages=STAGES):
+        offs_n = j * BN + tl.arange(0, BN)
+        mn = offs_n < M
+        if K1 > 0:
+            tcol = T + offs_n.to(tl.int64)[None, :] * stn
+            dot = _tile_dot(a1, tcol, 0, mn, K1, tl.zeros((BM, BN), dtype=tl.int32))
+            if K2 > 0:
+                dot = _tile_dot(a2, tcol, K1, mn, K2, dot)
+            if K3 > 0:
+                dot = _tile_dot(a3, tcol, K1 + K2, mn, K3, dot)
+            if K4 > 0:
+                dot = _tile_dot(a4, tcol, K1 + K2 + K3, mn, K4, dot)
+            total = single_segment(dot, BL, WGT, WEIGHTED, FLOAT_ACC)
+        else:
+            total = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
+                                     WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
+        res = total.to(OUT.dtype.element_ty)
+        if TMA:
+            # Bulk tensor stores (Hopper's copy engine): asynchronous, clipped at the edges.
+            desc.store([pid_m * BM, j * BN], res)
+            if SYM:
+                if j != pid_m:
+                    desc.store([j * BN, pid_m * BM], tl.trans(res))
+        else:
+            on = offs_n.to(tl.int64)
+            tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
+            if SYM:
+                if j != pid_m:
+                    tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res),
+                             mask=mn[:, None] & mm[None, :])
 
 
 def segment_args(p: Pm1Codes, w: Any, float_acc: int, device: torch.device):
@@ -225,19 +272,28 @@ def int8_hamming(
     out_dtype: torch.dtype = torch.int32,
     *,
     block: tuple[int, int, int] | None = None,
-    num_warps: int = 8,
-    num_stages: int = 3,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+    chunk: int | None = None,
+    hold: bool | None = None,
     tma: bool | None = None,
 ) -> torch.Tensor:
     """Pairwise VQ distances through int8 tensor-core dot products.
 
-    Same arguments and result as :func:`vqgeom.kernels.triton.hamming.pairwise_hamming`;
-    ``block`` is ``(BM, BN, BK)`` (default 128, 128, and the segment multiple). ``tma``
-    writes the tiles with bulk tensor stores (default ``USE_TMA_STORE`` where the GPU and
-    the output's row alignment allow it).
+    Same arguments and result as :func:`vqgeom.kernels.triton.hamming.pairwise_hamming`.
+    Tuning (defaults in ``INT8_CONFIG``, measured on an H200): ``block`` is
+    ``(BM, BN, BK)`` (BK: the segment multiple); each program takes ``chunk`` column
+    tiles of one row block, pipelined ``num_stages`` deep; ``hold`` keeps the row block's
+    codes in registers across them (one-segment codes); ``tma`` writes the tiles with
+    bulk tensor stores where the GPU and the output's row alignment allow it.
     """
     from .hamming import prepare_weights
 
+    cfg = dict(INT8_CONFIG)
+    for key, val in dict(block=block, num_warps=num_warps, num_stages=num_stages, chunk=chunk, hold=hold,
+                         tma=tma).items():
+        if val is not None:
+            cfg[key] = val
     offs = layer_offsets(layer_sizes)
     check_words("wx", wx, offs[-1])
     if wy is not None:
@@ -252,25 +308,25 @@ def int8_hamming(
     if n == 0 or m == 0:
         return out
     per_layer = w is not None
-    bk = None if block is None else block[2]
+    bm, bn, bk = cfg["block"]
     px = pm1_codes(wx, layer_sizes, per_layer, seg=bk)
     py = px if sym else pm1_codes(wy, layer_sizes, per_layer, seg=px.seg)
-    bm, bn = (128, 128) if block is None else block[:2]
     koff, bl, wgt = segment_args(px, w, float_acc, wx.device)
-    if sym:
-        if bm != bn:
-            raise ValueError(f"block: the symmetric mode needs square tiles, got {block}")
-        t = triton.cdiv(n, bm)
-        grid = (t * (t + 1) // 2,)
-    else:
-        grid = (triton.cdiv(n, bm), triton.cdiv(m, bn))
-    use_tma = (USE_TMA_STORE if tma is None else bool(tma)) and _tma_ok(out)
+    if sym and bm != bn:
+        raise ValueError(f"block: the symmetric mode needs square tiles, got {cfg['block']}")
+    kt = static_k(px)
+    # Held row blocks stay within 64 KB of registers per program.
+    pieces = k_pieces(kt, px.seg) if cfg["hold"] and kt and kt * bm <= 1 << 16 else (0, 0, 0, 0)
+    chunk = max(1, int(cfg["chunk"]))
+    grid = (triton.cdiv(n, bm), triton.cdiv(triton.cdiv(m, bn), chunk))
+    use_tma = bool(cfg["tma"]) and tma_ok(out)
     if use_tma:
-        _ensure_allocator()
+        ensure_allocator(out.device)
     _int8_hamming_kernel[grid](
         px.s, py.s, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
-        out.stride(0), out.stride(1),
-        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), BM=bm, BN=bn, BK=px.seg, KT=static_k(px),
-        TMA=use_tma, num_warps=num_warps, num_stages=num_stages,
+        out.stride(0), out.stride(1), chunk,
+        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), BM=bm, BN=bn, BK=px.seg, KT=kt,
+        K1=pieces[0], K2=pieces[1], K3=pieces[2], K4=pieces[3], TMA=use_tma, STAGES=int(cfg["num_stages"]),
+        num_warps=int(cfg["num_warps"]),
     )
     return out
