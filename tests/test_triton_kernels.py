@@ -358,11 +358,12 @@ def test_encode_output_layer_and_bad_input():
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_query_distances_small(fused):
+@pytest.mark.parametrize("d_in,widths", [(6, (33, 5)), (72, (16, 7))])  # 72 floats: bulk tensor loads, 2 K blocks
+def test_query_distances_small(fused, d_in, widths):
     rng = np.random.default_rng(14)
-    layers, ref = _mlp(rng, 6, (33, 5), ("relu", "leaky"))
-    Xq = rng.standard_normal((70, 6)).astype(np.float32)
-    Xr = rng.standard_normal((45, 6)).astype(np.float32)
+    layers, ref = _mlp(rng, d_in, widths, ("relu", "leaky"))
+    Xq = rng.standard_normal((70, d_in)).astype(np.float32)
+    Xr = rng.standard_normal((45, d_in)).astype(np.float32)
     bq, sizes = R.mlp_bits(ref, Xq)
     br, _ = R.mlp_bits(ref, Xr)
     refw = torch.from_numpy(pack_bits(br, sizes).view(np.int32)).to(DEV)

@@ -18,7 +18,7 @@ from vqgeom._validate import check_weights as _check_layer_weights
 from vqgeom.codes import layer_word_offsets
 
 __all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "check_weights",
-           "ensure_allocator", "tma_ok"]
+           "ensure_allocator", "tma_ok", "small_array"]
 
 # One definition of the word layout: the Codes module's.
 layer_offsets = layer_word_offsets
@@ -106,3 +106,12 @@ def tma_ok(t: Any) -> bool:
     if t.is_cuda and torch.cuda.get_device_capability(t.device)[0] < 9:
         return False
     return t.stride(1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
+
+
+def small_array(values: Any, dtype: Any, device: Any):
+    """A few host values as a device tensor, copied without waiting for the work already
+    queued on the device (a blocking copy would stall the host until the previous kernel
+    ends, and leave the GPU idle while the next launch is prepared)."""
+    import torch
+
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, ensure_allocator, hw_popcount, layer_offsets, tma_ok
+from ._popcount import check_words, ensure_allocator, hw_popcount, layer_offsets, small_array, tma_ok
 from .hamming import word_distance
 
 __all__ = ["encode_mlp", "prepare_mlp", "MLPStack", "mlp_layer_sizes", "mlp_layers", "layer_info", "MLPLayers",
@@ -46,8 +46,10 @@ W0_ROWS = 128
 FUSED_QUERY_DEFAULT = True
 PRECISIONS = ("ieee", "tf32", "tf32x3")
 # The fused kernel's tuning (see encode_mlp's ``config``) for layers of at most 32 units,
-# set from benchmarks/gpu_check.py on an H200 (benchmarks/results/gpu-*).
-ENCODER_CONFIG = dict(bm=64, bk=64, num_warps=4, num_stages=3, tma=False, programs=None)
+# the fastest in benchmarks/gpu_check.py on an H200 (784 -> 16 x 6, N = 10^6, tf32x3:
+# 1.04 ms = 72% of the read bandwidth with bulk tensor loads, 1.19 ms without;
+# benchmarks/results/gpu-*).
+ENCODER_CONFIG = dict(bm=64, bk=64, num_warps=4, num_stages=3, tma=True, programs=None)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,9 @@ def prepare_mlp(layers: Sequence[tuple] | MLPStack, device: torch.device | str) 
         b = torch.zeros(out, device=device) if b is None else torch.as_tensor(b).to(device=device, dtype=torch.float32)
         if b.shape != (out,):
             raise ValueError(f"layers[{i}]: expected a bias of shape ({out},), got {tuple(b.shape)}")
-        s = torch.as_tensor(s, dtype=torch.float32).to(device)
+        # A plain number becomes a device fill (no host-to-device copy to wait for).
+        s = torch.full((), float(s), device=device) if isinstance(s, (int, float)) else \
+            torch.as_tensor(s).to(device=device, dtype=torch.float32)
         if s.ndim == 0:
             s = s.expand(out)
         if s.shape != (out,):
@@ -203,8 +207,8 @@ def prepare_mlp(layers: Sequence[tuple] | MLPStack, device: torch.device | str) 
                 wh[l - 1, : at.shape[0], :o] = at
     return MLPStack(
         sizes, d_in, hp, fused, w0t, wh, bias, slope,
-        torch.tensor(sizes, dtype=torch.int32, device=device),
-        torch.tensor(woff, dtype=torch.int32, device=device),
+        small_array(sizes, torch.int32, device),
+        small_array(woff, torch.int32, device),
         tuple(prepped),
     )
 
@@ -408,10 +412,12 @@ def _query_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, CODES, scn, L
                   REF, M, srn, DOUT, son, LOFF, WGT, NL, chunk,
                   WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr, HW: tl.constexpr,
                   BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, HP: tl.constexpr,
-                  UPW: tl.constexpr, PREC: tl.constexpr, NW: tl.constexpr):
+                  UPW: tl.constexpr, PREC: tl.constexpr, NW: tl.constexpr, TMA: tl.constexpr):
     """Encode BM query rows, then their distances to reference rows [chunk * pid_s, ...)."""
+    if TMA:
+        X = tl.make_tensor_descriptor(X, shape=[N, D], strides=[sxn, 1], block_shape=[BM, BK])
     offs_m, mm = _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, CODES, scn, L,
-                               tl.program_id(0), BM, BK, HP, UPW, PREC)
+                               tl.program_id(0), BM, BK, HP, UPW, PREC, TMA)
     # The block's words were just written by other threads of this program; the
     # barrier makes them visible (they stay in L1/L2).
     tl.debug_barrier()
@@ -479,14 +485,17 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
     if n == 0:
         return dist, qw
     if w is None:
-        loff = torch.tensor([0, offs[-1]], dtype=torch.int32, device=dev)
+        loff = small_array([0, offs[-1]], torch.int32, dev)
         wgt, nl = loff, 1
     else:
-        loff = torch.tensor(offs, dtype=torch.int32, device=dev)
-        wgt = torch.tensor(w, dtype=weight_dtype(float_acc), device=dev)
+        loff = small_array(offs, torch.int32, dev)
+        wgt = small_array(w, weight_dtype(float_acc), dev)
         nl = len(st.sizes)
     cfg = _fused_config(st.hp)
     bm, bk, nw = cfg["bm"], cfg["bk"], cfg["num_warps"]
+    tma = bool(cfg["tma"]) and tma_ok(Xq)
+    if tma:
+        ensure_allocator(Xq.device)
     bn = 64
     blocks = triton.cdiv(n, bm)
     if splits is None:
@@ -497,6 +506,6 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
         Xq, n, st.d_in, Xq.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, qw, qw.stride(0),
         len(st.sizes), ref_words, m, ref_words.stride(0), dist, dist.stride(0), loff, wgt, nl, chunk,
         WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), HW=hw_popcount(Xq), BM=bm, BN=bn, BK=bk, HP=st.hp,
-        UPW=min(32, st.hp), PREC=precision, NW=static_words(offs[-1], w is not None), num_warps=nw,
+        UPW=min(32, st.hp), PREC=precision, NW=static_words(offs[-1], w is not None), TMA=tma, num_warps=nw,
     )
     return dist, qw

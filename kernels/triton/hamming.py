@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_weights, check_words, hw_popcount, layer_offsets, popcount32, triangle_tile
+from ._popcount import check_weights, check_words, hw_popcount, layer_offsets, popcount32, small_array, triangle_tile
 
 __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_words", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
 
@@ -175,12 +175,12 @@ def popcount_hamming(
         return out
     dev = wx.device
     if w is None:
-        loff = torch.tensor([0, offs[-1]], dtype=torch.int32, device=dev)
+        loff = small_array([0, offs[-1]], torch.int32, dev)
         wgt = loff  # unused
         n_layers = 1
     else:
-        loff = torch.tensor(offs, dtype=torch.int32, device=dev)
-        wgt = torch.tensor(w, dtype=weight_dtype(float_acc), device=dev)
+        loff = small_array(offs, torch.int32, dev)
+        wgt = small_array(w, weight_dtype(float_acc), dev)
         n_layers = len(offs) - 1
     bm, bn = block
     if sym:

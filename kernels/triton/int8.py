@@ -13,15 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, ensure_allocator, layer_offsets, tma_ok
+from ._popcount import check_words, ensure_allocator, layer_offsets, small_array, tma_ok
 
-# Default tuning of int8_hamming (see its docstring), set from the comparison in
-# benchmarks/gpu_check.py (benchmarks/results/gpu-*).
-INT8_CONFIG = dict(block=(128, 128, None), num_warps=8, num_stages=3, chunk=1, hold=False, tma=False)
+# Default tuning of int8_hamming (see its docstring), the fastest in benchmarks/gpu_check.py
+# on an H200 (N = 10^5, B = 288, symmetric int16: 8.55 ms, 1.43x the HBM write floor;
+# one tile per program 2.4x; benchmarks/results/gpu-*).
+INT8_CONFIG = dict(block=(128, 128, 32), num_warps=8, num_stages=3, chunk=32, hold=True, tma=False)
+# Shared memory the pipelined operand buffers may take (the rest: held tiles, epilogue).
+STAGE_BYTES = 128 * 1024
 
 __all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance", "single_segment", "static_k",
            "k_pieces", "INT8_CONFIG"]
@@ -91,11 +95,11 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
     for u in units:
         koff.append(koff[-1] + max(_round_up(u, seg), seg))
     # src[k] = bit column of the unpacked words feeding column k, or -1 for padding.
-    src = torch.full((koff[-1],), -1, dtype=torch.int64)
+    src = np.full(koff[-1], -1, dtype=np.int32)
     for g, group in enumerate(groups):
         k = koff[g]
         for l in group:
-            src[k : k + sizes[l]] = torch.arange(offs[l] * 32, offs[l] * 32 + sizes[l])
+            src[k : k + sizes[l]] = np.arange(offs[l] * 32, offs[l] * 32 + sizes[l])
             k += sizes[l]
     n = words.shape[0]
     out = torch.empty((n, koff[-1]), dtype=torch.int8, device=words.device)
@@ -103,7 +107,7 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
         words = words.contiguous()
         br, bc = 32, 128
         _pm1_kernel[(triton.cdiv(n, br), triton.cdiv(koff[-1], bc))](
-            words, src.to(device=words.device, dtype=torch.int32), out, n, koff[-1], words.stride(0), out.stride(0),
+            words, small_array(src, torch.int32, words.device), out, n, koff[-1], words.stride(0), out.stride(0),
             BR=br, BC=bc, num_warps=4,
         )
     return Pm1Codes(out, tuple(koff), units, seg)
@@ -255,12 +259,12 @@ def _int8_hamming_kernel(
 
 def segment_args(p: Pm1Codes, w: Any, float_acc: int, device: torch.device):
     """Device arrays (KOFF, BL, WGT) for the kernels from a :class:`Pm1Codes` and weights."""
-    koff = torch.tensor(p.koff, dtype=torch.int32, device=device)
-    bl = torch.tensor(p.units, dtype=torch.int32, device=device)
+    koff = small_array(p.koff, torch.int32, device)
+    bl = small_array(p.units, torch.int32, device)
     if w is None:
         wgt = bl  # unused
     else:
-        wgt = torch.tensor(w, dtype=(torch.int32, torch.float32, torch.float64)[int(float_acc)], device=device)
+        wgt = small_array(w, (torch.int32, torch.float32, torch.float64)[int(float_acc)], device)
     return koff, bl, wgt
 
 
@@ -318,6 +322,10 @@ def int8_hamming(
     # Held row blocks stay within 64 KB of registers per program.
     pieces = k_pieces(kt, px.seg) if cfg["hold"] and kt and kt * bm <= 1 << 16 else (0, 0, 0, 0)
     chunk = max(1, int(cfg["chunk"]))
+    # Operand bytes per pipeline stage: the column tile (held rows) or both tiles, over
+    # all K (unrolled) or one K block (segment loops).
+    per_stage = (bn if pieces[0] else bm + bn) * (kt or px.seg)
+    stages = max(1, min(int(cfg["num_stages"]), STAGE_BYTES // per_stage))
     grid = (triton.cdiv(n, bm), triton.cdiv(triton.cdiv(m, bn), chunk))
     use_tma = bool(cfg["tma"]) and tma_ok(out)
     if use_tma:
@@ -326,7 +334,7 @@ def int8_hamming(
         px.s, py.s, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         out.stride(0), out.stride(1), chunk,
         SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), BM=bm, BN=bn, BK=px.seg, KT=kt,
-        K1=pieces[0], K2=pieces[1], K3=pieces[2], K4=pieces[3], TMA=use_tma, STAGES=int(cfg["num_stages"]),
+        K1=pieces[0], K2=pieces[1], K3=pieces[2], K4=pieces[3], TMA=use_tma, STAGES=stages,
         num_warps=int(cfg["num_warps"]),
     )
     return out

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, layer_offsets
+from ._popcount import check_words, layer_offsets, small_array
 from .int8 import pm1_codes, segment_args, segment_distance, static_k
 
 __all__ = ["heat_matmat", "heat_cosine", "knn"]
@@ -219,7 +219,7 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
     dev = words_a.device
     ns = s2.size
     sp = _next_pow2(ns)
-    coef = torch.tensor(-_LOG2E / s2, dtype=torch.float32, device=dev)
+    coef = small_array(-_LOG2E / s2, torch.float32, dev)
     out = torch.zeros((n, 3, sp), dtype=torch.float32, device=dev)
     ka, ba, ga = segment_args(pa, wa, fa, dev)
     kb, bb, gb = segment_args(pb, wb, fb, dev)
