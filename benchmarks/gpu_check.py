@@ -205,11 +205,11 @@ def bench_pairwise(bw, rate, gen, n_full):
         for blk, nw, st, ch, hold, tma in [
             ((128, 128, 64), 8, 3, 1, False, False),  # one tile per program, as the first session's kernel
             ((128, 128, 32), 8, 3, 8, True, False),
-            ((128, 128, 32), 8, 3, 32, True, False),  # INT8_CONFIG
-            ((128, 128, 32), 8, 3, 64, True, False),
-            ((128, 128, 32), 8, 3, 128, True, False),
-            ((128, 128, 32), 8, 4, 32, True, False),
-            ((128, 128, 32), 8, 3, 32, True, True),
+            ((128, 128, 32), 8, 3, 32, True, False),
+            ((128, 128, 32), 8, 3, 128, True, False),  # INT8_CONFIG
+            ((128, 128, 32), 8, 3, 256, True, False),
+            ((128, 128, 32), 8, 4, 128, True, False),
+            ((128, 128, 32), 8, 3, 128, True, True),
             ((64, 64, 32), 4, 3, 64, True, False),
         ]]
     for method, cfg in configs:
@@ -417,9 +417,10 @@ def bench_encoder(bw, rate, gen, n):
     sms = torch.cuda.get_device_properties(0).multi_processor_count if DEV == "cuda" else 2
     variants = [("tf32x3", None, layers), ("ieee", None, stack), ("tf32", None, stack),
                 ("tf32x3", None, stack),  # ENCODER_CONFIG
-                ("tf32x3", dict(tma=False), stack), ("tf32x3", dict(num_stages=4), stack),
-                ("tf32x3", dict(bk=32, num_stages=5), stack), ("tf32x3", dict(bm=32, num_warps=2), stack),
-                ("tf32x3", dict(bm=128, num_warps=8), stack), ("tf32x3", dict(programs=4 * sms), stack)]
+                ("tf32x3", dict(tma=False), stack), ("tf32x3", dict(bk=64, num_stages=3), stack),
+                ("tf32x3", dict(bk=64, num_stages=4), stack), ("tf32x3", dict(num_stages=6), stack),
+                ("tf32x3", dict(bm=32, num_warps=2), stack), ("tf32x3", dict(bm=128, num_warps=8), stack),
+                ("tf32x3", dict(programs=4 * sms), stack)]
     for prec, cfg, lay in variants:
         short = dict(bm="m", bk="k", num_warps="w", num_stages="s", programs="p")
         label = f"{prec} {'prep' if lay is stack else 'api'} " + (" ".join(

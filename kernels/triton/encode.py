@@ -41,15 +41,15 @@ FUSED_MAX_WIDTH = 128
 # block), so bulk tensor loads of X past its last column multiply zeros.
 W0_ROWS = 128
 # Whether query_distances fuses encode + distance by default: measured faster on an H200
-# (10,000 queries x 100,000 references, 784 -> 16 x 6: 2.54 ms fused, 2.81 ms encode then
+# (10,000 queries x 100,000 references, 784 -> 16 x 6: 2.63 ms fused, 2.78 ms encode then
 # distance; benchmarks/results/gpu-*).
 FUSED_QUERY_DEFAULT = True
 PRECISIONS = ("ieee", "tf32", "tf32x3")
 # The fused kernel's tuning (see encode_mlp's ``config``) for layers of at most 32 units,
 # the fastest in benchmarks/gpu_check.py on an H200 (784 -> 16 x 6, N = 10^6, tf32x3:
-# 1.04 ms = 72% of the read bandwidth with bulk tensor loads, 1.19 ms without;
+# 0.91 ms = 80% of the read bandwidth with bulk tensor loads, 1.17 ms without;
 # benchmarks/results/gpu-*).
-ENCODER_CONFIG = dict(bm=64, bk=64, num_warps=4, num_stages=3, tma=True, programs=None)
+ENCODER_CONFIG = dict(bm=64, bk=32, num_warps=4, num_stages=5, tma=True, programs=None)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_word
 
 # Codes of at least this many 32-bit words go to the int8 tensor-core kernel on a GPU.
 # Measured by benchmarks/gpu_check.py on an H200 (N = 32768, symmetric, int16): popcount
-# is faster for 1-2 words, a tie at 3 (either way in two runs), int8 faster from 4 words
-# (B >= 97) on, by 1.4-2.6x (benchmarks/results/gpu-*).
-INT8_MIN_WORDS = 4
+# is faster for 1-2 words (by 1.1-1.2x), int8 from 3 words (B >= 65) on, by 1.3x at 3 and
+# 1.7-3.2x from 4 to 32 words (benchmarks/results/gpu-*).
+INT8_MIN_WORDS = 3
 
 OUT_DTYPES = tuple(
     d

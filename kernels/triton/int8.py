@@ -21,11 +21,12 @@ import triton.language as tl
 from ._popcount import check_words, ensure_allocator, layer_offsets, small_array, tma_ok
 
 # Default tuning of int8_hamming (see its docstring), the fastest in benchmarks/gpu_check.py
-# on an H200 (N = 10^5, B = 288, symmetric int16: 8.55 ms, 1.43x the HBM write floor;
-# one tile per program 2.4x; benchmarks/results/gpu-*).
-INT8_CONFIG = dict(block=(128, 128, 32), num_warps=8, num_stages=3, chunk=32, hold=True, tma=False)
-# Shared memory the pipelined operand buffers may take (the rest: held tiles, epilogue).
-STAGE_BYTES = 128 * 1024
+# on an H200 (N = 10^5, B = 288, symmetric int16: 7.84 ms, 1.32x the HBM write floor;
+# one tile per program 3.5x; benchmarks/results/gpu-*). Outputs of 8-byte elements take
+# 64 x 64 tiles unless a block is given (the epilogue's tile goes through shared memory).
+INT8_CONFIG = dict(block=(128, 128, 32), num_warps=8, num_stages=3, chunk=128, hold=True, tma=False)
+# Shared memory a program may use on a Hopper GPU (227 KB), less some slack.
+SMEM_BYTES = 220 * 1024
 
 __all__ = ["Pm1Codes", "pm1_codes", "int8_hamming", "segment_distance", "single_segment", "static_k",
            "k_pieces", "INT8_CONFIG"]
@@ -313,6 +314,8 @@ def int8_hamming(
         return out
     per_layer = w is not None
     bm, bn, bk = cfg["block"]
+    if block is None and out.element_size() >= 8:
+        bm, bn = bm // 2, bn // 2
     px = pm1_codes(wx, layer_sizes, per_layer, seg=bk)
     py = px if sym else pm1_codes(wy, layer_sizes, per_layer, seg=px.seg)
     koff, bl, wgt = segment_args(px, w, float_acc, wx.device)
@@ -322,10 +325,11 @@ def int8_hamming(
     # Held row blocks stay within 64 KB of registers per program.
     pieces = k_pieces(kt, px.seg) if cfg["hold"] and kt and kt * bm <= 1 << 16 else (0, 0, 0, 0)
     chunk = max(1, int(cfg["chunk"]))
-    # Operand bytes per pipeline stage: the column tile (held rows) or both tiles, over
-    # all K (unrolled) or one K block (segment loops).
+    # Shared memory: the epilogue's tile, the held rows, and per pipeline stage the column
+    # tile (held rows) or both tiles, over all K (unrolled) or one K block (segment loops).
     per_stage = (bn if pieces[0] else bm + bn) * (kt or px.seg)
-    stages = max(1, min(int(cfg["num_stages"]), STAGE_BYTES // per_stage))
+    spare = SMEM_BYTES - bm * bn * out.element_size() - (bm * kt if pieces[0] else 0)
+    stages = max(1, min(int(cfg["num_stages"]), spare // per_stage))
     grid = (triton.cdiv(n, bm), triton.cdiv(triton.cdiv(m, bn), chunk))
     use_tma = bool(cfg["tma"]) and tma_ok(out)
     if use_tma:
