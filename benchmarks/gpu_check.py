@@ -424,7 +424,7 @@ def bench_encoder(bw, rate, gen, n):
     for prec, cfg, lay in variants:
         short = dict(bm="m", bk="k", num_warps="w", num_stages="s", programs="p")
         label = f"{prec} {'prep' if lay is stack else 'api'} " + (" ".join(
-            "tma" if k == "tma" else f"{short[k]}{v}" for k, v in cfg.items() if k != "tma" or v)
+            ("tma" if v else "no-tma") if k == "tma" else f"{short[k]}{v}" for k, v in cfg.items())
             if cfg else "default")
         fn = lambda p=prec, c=cfg, s=lay: encode.encode_mlp(s, X, precision=p, config=c)  # noqa: E731
         try:

@@ -13,10 +13,10 @@ reference codes in the same launch.
 
 Precision. Pre-activations are computed in float32 (inputs are cast to float32).
 ``precision="tf32x3"`` (default: three tf32 tensor-core products that recover float32
-accuracy) and ``"ieee"`` (plain float32 FMAs, 1.6x slower on an H200) agree with the
+accuracy) and ``"ieee"`` (plain float32 FMAs, 1.7x slower on an H200) agree with the
 float64 reference except where ``|pre| <= K * 2**-23 * sum_k |a_k x_k|`` (the float32
-dot-product bound); ``"tf32"`` is the fastest and about 1e-3 relative (measured: 60 of
-192,000 bits flipped on random MNIST-sized inputs). Tests compare only bits whose
+dot-product bound); ``"tf32"`` is about 1e-3 relative (measured: 60 of 192,000 bits
+flipped on random MNIST-sized inputs) and no faster once the kernel is bound by reading X. Tests compare only bits whose
 pre-activations stay away from 0 by more than the float32 bound.
 """
 
@@ -40,16 +40,21 @@ FUSED_MAX_WIDTH = 128
 # The first layer's weight rows are zero-padded to a multiple of this (the largest K
 # block), so bulk tensor loads of X past its last column multiply zeros.
 W0_ROWS = 128
-# Whether query_distances fuses encode + distance by default: measured faster on an H200
-# (10,000 queries x 100,000 references, 784 -> 16 x 6: 2.63 ms fused, 2.78 ms encode then
-# distance; benchmarks/results/gpu-*).
-FUSED_QUERY_DEFAULT = True
+# Whether query_distances fuses encode + distance by default: the faster as measured on an
+# H200 (10,000 queries x 100,000 references, 784 -> 16 x 6). The one-pass kernel led while
+# the encoder and the distance tiles were slower (2.54 vs 2.81 ms); with the encoder's
+# tuned tiles and held row blocks in the int8 tiles, encode then distance takes 2.04 ms
+# against 2.56 ms fused (benchmarks/results/gpu-h200-2026-11-26T0220.*).
+FUSED_QUERY_DEFAULT = False
 PRECISIONS = ("ieee", "tf32", "tf32x3")
 # The fused kernel's tuning (see encode_mlp's ``config``) for layers of at most 32 units,
-# the fastest in benchmarks/gpu_check.py on an H200 (784 -> 16 x 6, N = 10^6, tf32x3:
-# 0.91 ms = 80% of the read bandwidth with bulk tensor loads, 1.17 ms without;
-# benchmarks/results/gpu-*).
-ENCODER_CONFIG = dict(bm=64, bk=32, num_warps=4, num_stages=5, tma=True, programs=None)
+# from benchmarks/gpu_check.py on an H200 (784 -> 16 x 6, N = 10^6, tf32x3; one run:
+# K block 32, five stages 0.96 ms = 76% of the read bandwidth; the same with bulk tensor
+# loads 0.99 ms; K block 64 with bulk loads, three or four stages, 0.95-1.00 ms: within
+# the run-to-run spread, so the plain loads stay the default;
+# benchmarks/results/gpu-h200-2026-11-26T0220.*). An earlier run: K block 64, three
+# stages, plain loads 1.17 ms; K block 32, five stages, bulk loads 0.91 ms.
+ENCODER_CONFIG = dict(bm=64, bk=32, num_warps=4, num_stages=5, tma=False, programs=None)
 
 
 @dataclass(frozen=True)

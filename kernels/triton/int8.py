@@ -25,6 +25,8 @@ from ._popcount import check_words, ensure_allocator, layer_offsets, small_array
 # one tile per program 3.5x; benchmarks/results/gpu-*). Outputs of 8-byte elements take
 # 64 x 64 tiles unless a block is given (the epilogue's tile goes through shared memory).
 INT8_CONFIG = dict(block=(128, 128, 32), num_warps=8, num_stages=3, chunk=128, hold=True, tma=False)
+# The default chunk shrinks until the grid has this many programs per multiprocessor.
+PROGRAMS_PER_SM = 4
 # Shared memory a program may use on a Hopper GPU (227 KB), less some slack.
 SMEM_BYTES = 220 * 1024
 
@@ -258,6 +260,11 @@ def _int8_hamming_kernel(
                              mask=mn[:, None] & mm[None, :])
 
 
+def _sm_count(device: torch.device) -> int:
+    """Multiprocessors of a CUDA device (1 for the interpreter's CPU tensors)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
 def segment_args(p: Pm1Codes, w: Any, float_acc: int, device: torch.device):
     """Device arrays (KOFF, BL, WGT) for the kernels from a :class:`Pm1Codes` and weights."""
     koff = small_array(p.koff, torch.int32, device)
@@ -288,17 +295,17 @@ def int8_hamming(
     Same arguments and result as :func:`vqgeom.kernels.triton.hamming.pairwise_hamming`.
     Tuning (defaults in ``INT8_CONFIG``, measured on an H200): ``block`` is
     ``(BM, BN, BK)`` (BK: the segment multiple); each program takes ``chunk`` column
-    tiles of one row block, pipelined ``num_stages`` deep; ``hold`` keeps the row block's
-    codes in registers across them (one-segment codes); ``tma`` writes the tiles with
-    bulk tensor stores where the GPU and the output's row alignment allow it.
+    tiles of one row block (by default fewer when the grid would have fewer than
+    ``PROGRAMS_PER_SM`` programs per multiprocessor), pipelined ``num_stages`` deep;
+    ``hold`` keeps the row block's codes in registers across them (one-segment codes);
+    ``tma`` writes the tiles with bulk tensor stores where the GPU and the output's row
+    alignment allow it.
     """
     from .hamming import prepare_weights
 
-    cfg = dict(INT8_CONFIG)
-    for key, val in dict(block=block, num_warps=num_warps, num_stages=num_stages, chunk=chunk, hold=hold,
-                         tma=tma).items():
-        if val is not None:
-            cfg[key] = val
+    given = {key: val for key, val in dict(block=block, num_warps=num_warps, num_stages=num_stages, chunk=chunk,
+                                           hold=hold, tma=tma).items() if val is not None}
+    cfg = {**INT8_CONFIG, **given}
     offs = layer_offsets(layer_sizes)
     check_words("wx", wx, offs[-1])
     if wy is not None:
@@ -325,6 +332,11 @@ def int8_hamming(
     # Held row blocks stay within 64 KB of registers per program.
     pieces = k_pieces(kt, px.seg) if cfg["hold"] and kt and kt * bm <= 1 << 16 else (0, 0, 0, 0)
     chunk = max(1, int(cfg["chunk"]))
+    if "chunk" not in given:
+        # Fewer tiles per program when that many would leave the GPU short of programs.
+        tm, tn = triton.cdiv(n, bm), triton.cdiv(m, bn)
+        tiles = tm * (tm + 1) // 2 if sym else tm * tn
+        chunk = max(1, min(chunk, tiles // (PROGRAMS_PER_SM * _sm_count(out.device))))
     # Shared memory: the epilogue's tile, the held rows, and per pipeline stage the column
     # tile (held rows) or both tiles, over all K (unrolled) or one K block (segment loops).
     per_stage = (bn if pieces[0] else bm + bn) * (kt or px.seg)
