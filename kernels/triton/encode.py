@@ -43,17 +43,15 @@ W0_ROWS = 128
 # Whether query_distances fuses encode + distance by default: the faster as measured on an
 # H200 (10,000 queries x 100,000 references, 784 -> 16 x 6). The one-pass kernel led while
 # the encoder and the distance tiles were slower (2.54 vs 2.81 ms); with the encoder's
-# tuned tiles and held row blocks in the int8 tiles, encode then distance takes 2.04 ms
-# against 2.56 ms fused (benchmarks/results/gpu-h200-2026-11-26T0220.*).
+# tuned tiles and held row blocks in the int8 tiles, encode then distance takes 2.04-2.15 ms
+# against 2.55-2.56 ms fused (benchmarks/results/gpu-h200-2026-11-26.md, two runs).
 FUSED_QUERY_DEFAULT = False
 PRECISIONS = ("ieee", "tf32", "tf32x3")
 # The fused kernel's tuning (see encode_mlp's ``config``) for layers of at most 32 units,
-# from benchmarks/gpu_check.py on an H200 (784 -> 16 x 6, N = 10^6, tf32x3; one run:
-# K block 32, five stages 0.96 ms = 76% of the read bandwidth; the same with bulk tensor
-# loads 0.99 ms; K block 64 with bulk loads, three or four stages, 0.95-1.00 ms: within
-# the run-to-run spread, so the plain loads stay the default;
-# benchmarks/results/gpu-h200-2026-11-26T0220.*). An earlier run: K block 64, three
-# stages, plain loads 1.17 ms; K block 32, five stages, bulk loads 0.91 ms.
+# from benchmarks/gpu_check.py on an H200 (784 -> 16 x 6, N = 10^6, tf32x3): K block 32,
+# five stages 0.96-0.97 ms = 76-77% of the read bandwidth (two runs); the same with bulk
+# tensor loads 0.91-0.99 ms (three runs), within the spread, so plain loads stay the
+# default; K block 64, three stages 1.17-1.25 ms (benchmarks/results/gpu-h200-2026-11-26.md).
 ENCODER_CONFIG = dict(bm=64, bk=32, num_warps=4, num_stages=5, tma=False, programs=None)
 
 

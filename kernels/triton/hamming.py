@@ -26,8 +26,8 @@ __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_word
 
 # Codes of at least this many 32-bit words go to the int8 tensor-core kernel on a GPU.
 # Measured by benchmarks/gpu_check.py on an H200 (N = 32768, symmetric, int16): popcount
-# is faster for 1-2 words (by 1.1-1.2x), int8 from 3 words (B >= 65) on, by 1.3x at 3 and
-# 1.7-3.2x from 4 to 32 words (benchmarks/results/gpu-*).
+# is faster for 1-2 words (by 1.1-1.2x), int8 from 3 words (B >= 65) on, by 1.2-1.3x at 3
+# and 1.4-3.8x from 4 to 32 words, in three runs (benchmarks/results/gpu-h200-2026-11-26.md).
 INT8_MIN_WORDS = 3
 
 OUT_DTYPES = tuple(

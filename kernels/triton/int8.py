@@ -20,9 +20,10 @@ import triton.language as tl
 
 from ._popcount import check_words, ensure_allocator, layer_offsets, small_array, tma_ok
 
-# Default tuning of int8_hamming (see its docstring), the fastest in benchmarks/gpu_check.py
-# on an H200 (N = 10^5, B = 288, symmetric int16: 7.84 ms, 1.32x the HBM write floor;
-# one tile per program 3.5x; benchmarks/results/gpu-*). Outputs of 8-byte elements take
+# Default tuning of int8_hamming (see its docstring), from benchmarks/gpu_check.py on an
+# H200 (N = 10^5, B = 288, symmetric int16: 7.74-7.96 ms over three runs, 1.31-1.34x the
+# HBM write floor; 256 tiles per program within that spread; one tile per program 3.2x;
+# benchmarks/results/gpu-h200-2026-11-26.md). Outputs of 8-byte elements take
 # 64 x 64 tiles unless a block is given (the epilogue's tile goes through shared memory).
 INT8_CONFIG = dict(block=(128, 128, 32), num_warps=8, num_stages=3, chunk=128, hold=True, tma=False)
 # The default chunk shrinks until the grid has this many programs per multiprocessor.
