@@ -196,6 +196,36 @@ def _tile_dot(a, tcol, k0, mn, K: tl.constexpr, acc):
 
 
 @triton.jit
+def band_tiles(chunk, M, BN: tl.constexpr, SYM: tl.constexpr):
+    """``(row block, first column tile, end column tile)`` of this program: row block
+    ``program_id(0)``, ``chunk`` column tiles from ``program_id(1) * chunk`` (symmetric:
+    counted from the diagonal tile)."""
+    pid_m = tl.program_id(0)
+    j0 = tl.program_id(1) * chunk
+    if SYM:
+        j0 += pid_m
+    return pid_m, j0, tl.minimum(j0 + chunk, tl.cdiv(M, BN))
+
+
+@triton.jit
+def store_tile(OUT, desc, res, pid_m, j, om, on, mm, mn, son, som, BM: tl.constexpr, BN: tl.constexpr,
+               SYM: tl.constexpr, TMA: tl.constexpr):
+    """Store tile ``(pid_m, j)`` (rows ``om``, columns ``on``) and, symmetric, its mirror
+    ``(j, pid_m)`` transposed; with ``TMA`` through the tensor descriptor ``desc`` (bulk
+    tensor stores: asynchronous, clipped at the edges)."""
+    if TMA:
+        desc.store([pid_m * BM, j * BN], res)
+        if SYM:
+            if j != pid_m:
+                desc.store([j * BN, pid_m * BM], tl.trans(res))
+    else:
+        tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
+        if SYM:
+            if j != pid_m:
+                tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res), mask=mn[:, None] & mm[None, :])
+
+
+@triton.jit
 def _int8_hamming_kernel(
     S, T, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, son, som, chunk,
     SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
@@ -210,11 +240,7 @@ def _int8_hamming_kernel(
     are loaded once and held in registers; only the column tiles' codes are loaded in the
     loop, which the compiler pipelines ``STAGES`` deep, while earlier tiles' stores drain.
     """
-    pid_m = tl.program_id(0)
-    j0 = tl.program_id(1) * chunk
-    if SYM:
-        j0 += pid_m
-    j1 = tl.minimum(j0 + chunk, tl.cdiv(M, BN))
+    pid_m, j0, j1 = band_tiles(chunk, M, BN, SYM)
     offs_m = pid_m * BM + tl.arange(0, BM)
     mm = offs_m < N
     om = offs_m.to(tl.int64)
@@ -229,6 +255,8 @@ def _int8_hamming_kernel(
             a4 = tl.load(srow + (K1 + K2 + K3 + tl.arange(0, K4))[None, :], mask=mm[:, None], other=0)
     if TMA:
         desc = tl.make_tensor_descriptor(OUT, shape=[N, M], strides=[son, 1], block_shape=[BM, BN])
+    else:
+        desc = OUT  # unused
     for j in tl.range(j0, j1, num_stages=STAGES):
         offs_n = j * BN + tl.arange(0, BN)
         mn = offs_n < M
@@ -245,20 +273,8 @@ def _int8_hamming_kernel(
         else:
             total = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
                                      WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
-        res = total.to(OUT.dtype.element_ty)
-        if TMA:
-            # Bulk tensor stores (Hopper's copy engine): asynchronous, clipped at the edges.
-            desc.store([pid_m * BM, j * BN], res)
-            if SYM:
-                if j != pid_m:
-                    desc.store([j * BN, pid_m * BM], tl.trans(res))
-        else:
-            on = offs_n.to(tl.int64)
-            tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
-            if SYM:
-                if j != pid_m:
-                    tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res),
-                             mask=mn[:, None] & mm[None, :])
+        store_tile(OUT, desc, total.to(OUT.dtype.element_ty), pid_m, j, om, offs_n.to(tl.int64), mm, mn, son, som,
+                   BM, BN, SYM, TMA)
 
 
 def _sm_count(device: torch.device) -> int:
