@@ -21,7 +21,7 @@ import triton.language as tl
 from ._popcount import check_words, ensure_allocator, layer_offsets, small_array, tma_ok
 
 # Default tuning of int8_hamming (see its docstring), from benchmarks/gpu_check.py on an
-# H200 (N = 10^5, B = 288, symmetric int16: 7.74-7.96 ms over three runs, 1.31-1.34x the
+# H200 (N = 10^5, B = 288, symmetric int16: 7.74-7.96 ms over four runs, 1.31-1.34x the
 # HBM write floor; 256 tiles per program within that spread; one tile per program 3.2x;
 # benchmarks/results/gpu-h200-2026-11-26.md). Outputs of 8-byte elements take
 # 64 x 64 tiles unless a block is given (the epilogue's tile goes through shared memory).
