@@ -18,7 +18,8 @@ from vqgeom._validate import check_weights as _check_layer_weights
 from vqgeom.codes import layer_word_offsets
 
 __all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "check_weights",
-           "ensure_allocator", "tma_ok", "small_array"]
+           "ensure_allocator", "tma_ok", "small_array",
+           "to_acc", "add_layer"]
 
 # One definition of the word layout: the Codes module's.
 layer_offsets = layer_word_offsets
@@ -39,6 +40,30 @@ def popcount32(x, HW: tl.constexpr):
         u = (u + (u >> 4)) & 0x0F0F0F0F
         u = (u * 0x01010101) >> 24
         return u.to(tl.int32, bitcast=True)
+
+
+@triton.jit
+def to_acc(x, FLOAT_ACC: tl.constexpr):
+    """An int32 tile in the distance kernels' accumulation dtype: int32 (``FLOAT_ACC``
+    0: integer weights, exact), float32 (1) or float64 (2)."""
+    if FLOAT_ACC == 2:
+        y = x.to(tl.float64)
+    elif FLOAT_ACC == 1:
+        y = x.to(tl.float32)
+    else:
+        y = x
+    return y
+
+
+@triton.jit
+def add_layer(total, d, W, WEIGHTED: tl.constexpr):
+    """``total + w d`` for one layer's (or segment's) int32 Hamming tile ``d``, with
+    ``w = *W`` when ``WEIGHTED`` (the product rounded once, in ``total``'s dtype)."""
+    if WEIGHTED:
+        out = total + (d * tl.load(W)).to(total.dtype)
+    else:
+        out = total + d
+    return out
 
 
 @triton.jit

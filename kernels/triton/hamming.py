@@ -20,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_weights, check_words, hw_popcount, layer_offsets, popcount32, small_array, triangle_tile
+from ._popcount import (add_layer, check_weights, check_words, hw_popcount, layer_offsets, popcount32,
+                        small_array, to_acc, triangle_tile)
 
 __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_words", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
 
@@ -54,17 +55,9 @@ def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOA
             a = tl.load(xrow + w, mask=mm, other=0)
             b = tl.load(yrow + w, mask=mn, other=0)
             total += popcount32(a[:, None] ^ b[None, :], HW)
-        if FLOAT_ACC == 2:
-            total = total.to(tl.float64)
-        elif FLOAT_ACC == 1:
-            total = total.to(tl.float32)
+        total = to_acc(total, FLOAT_ACC)
     else:
-        if FLOAT_ACC == 2:
-            total = tl.zeros((BM, BN), dtype=tl.float64)
-        elif FLOAT_ACC == 1:
-            total = tl.zeros((BM, BN), dtype=tl.float32)
-        else:
-            total = tl.zeros((BM, BN), dtype=tl.int32)
+        total = to_acc(tl.zeros((BM, BN), dtype=tl.int32), FLOAT_ACC)
         for l in range(L):
             w0 = tl.load(LOFF + l)
             w1 = tl.load(LOFF + l + 1)
@@ -73,10 +66,7 @@ def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOA
                 a = tl.load(xrow + w, mask=mm, other=0)
                 b = tl.load(yrow + w, mask=mn, other=0)
                 acc += popcount32(a[:, None] ^ b[None, :], HW)
-            if WEIGHTED:
-                total += (acc * tl.load(WGT + l)).to(total.dtype)
-            else:
-                total += acc
+            total = add_layer(total, acc, WGT + l, WEIGHTED)
     return total
 
 

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, ensure_allocator, layer_offsets, small_array, tma_ok
+from ._popcount import add_layer, check_words, ensure_allocator, layer_offsets, small_array, tma_ok, to_acc
 
 # Default tuning of int8_hamming (see its docstring), from benchmarks/gpu_check.py on an
 # H200 (N = 10^5, B = 288, symmetric int16: 7.74-7.96 ms over four runs, 1.31-1.34x the
@@ -120,11 +120,7 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
 @triton.jit
 def single_segment(dot, BL, WGT, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr):
     """Distance tile of a one-segment code from its +-1 dot products: ``w (B - dot) / 2``."""
-    h = (tl.load(BL) - dot) >> 1
-    if FLOAT_ACC == 2:
-        h = h.to(tl.float64)
-    elif FLOAT_ACC == 1:
-        h = h.to(tl.float32)
+    h = to_acc((tl.load(BL) - dot) >> 1, FLOAT_ACC)
     if WEIGHTED:
         return h * tl.load(WGT)
     return h
@@ -151,12 +147,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
             dot = tl.dot(a, b, dot, out_dtype=tl.int32)
         total = single_segment(dot, BL, WGT, WEIGHTED, FLOAT_ACC)
     else:
-        if FLOAT_ACC == 2:
-            total = tl.zeros((BM, BN), dtype=tl.float64)
-        elif FLOAT_ACC == 1:
-            total = tl.zeros((BM, BN), dtype=tl.float32)
-        else:
-            total = tl.zeros((BM, BN), dtype=tl.int32)
+        total = to_acc(tl.zeros((BM, BN), dtype=tl.int32), FLOAT_ACC)
         for g in range(NSEG):
             k0 = tl.load(KOFF + g)
             k1 = tl.load(KOFF + g + 1)
@@ -165,11 +156,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
                 a = tl.load(srow + (k + ak)[None, :], mask=mm[:, None], other=0)
                 b = tl.load(tcol + (k + ak)[:, None], mask=mn[None, :], other=0)
                 dot = tl.dot(a, b, dot, out_dtype=tl.int32)
-            h = (tl.load(BL + g) - dot) >> 1
-            if WEIGHTED:
-                total += (h * tl.load(WGT + g)).to(total.dtype)
-            else:
-                total += h
+            total = add_layer(total, (tl.load(BL + g) - dot) >> 1, WGT + g, WEIGHTED)
     return total
 
 
