@@ -461,6 +461,55 @@ def test_hop_distances_against_scipy(words):
     assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256
 
 
+@pytest.mark.parametrize("words", [1, 2])
+def test_dial_distances_against_scipy(words):
+    """Weighted d_Omega (bit-parallel Dial) against scipy's Dijkstra: a long path (levels
+    far beyond the ring of max weight + 1 slots), a random graph with parallel routes of
+    different weights, an isolated node, repeated sources and more than two blocks."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from vqgeom.geometry._dial import dial_distances, integer_weights
+
+    rng = np.random.default_rng(10 + words)
+    n_path, n_rand = 300, 150
+    i = np.concatenate([np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 400)])
+    j = np.concatenate([np.arange(1, n_path), n_path + rng.integers(0, n_rand, 400)])
+    keep = i != j
+    i, j = i[keep], j[keep]
+    w = rng.integers(1, 6, i.size)
+    R = n_path + n_rand + 1
+    A = csr_matrix((np.concatenate([w, w]).astype(float), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                   shape=(R, R))
+    A.sum_duplicates()  # duplicates would add up in both: keep the graph simple
+    A.data[:] = np.rint(A.data)
+    sources = np.concatenate([rng.integers(0, R, 140), [0, 0, R - 1]])
+    for unit in (1.0, 0.25):
+        D = dial_distances(A.indptr, A.indices, A.data.astype(np.int64), sources, rng.permutation(sources.size),
+                           unit=unit, words=words, threads=2)
+        ref = shortest_path(A * unit, method="D", directed=False, indices=sources)
+        # integer levels times a power-of-two unit: exact
+        np.testing.assert_array_equal(D, ref)
+    assert np.isinf(D).any()
+    assert integer_weights(np.array([0.5, 1.0, 1.5])) == (pytest.approx([1, 2, 3]), 0.5)
+    assert integer_weights(np.array([1.0, np.sqrt(2.0)])) is None
+
+
+def test_weighted_distances_route_and_fallback():
+    """Commensurable weights take the bit-parallel route, others scipy's; both match networkx."""
+    net = random_mlp(5, [6, 6], out=1)
+    part = partition(net, BOX)
+    G = part.graph
+    for w in ([1.0, 3.0], [0.3, 0.7], [1.0, np.sqrt(2.0)]):
+        for (i, j, a) in G.edges(data=True):
+            a["w"] = w[a["layer"]]
+        ref = dict(nx.all_pairs_dijkstra_path_length(G, weight="w"))
+        R = part.n_regions
+        # non-dyadic units (0.1): levels times the unit differ from networkx's sums by rounding
+        np.testing.assert_allclose(part.distances(w), [[ref[a][b] for b in range(R)] for a in range(R)],
+                                   rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_degenerate_integer_nets(seed):
     """Small integer weights: parallel, coincident and concurrent hyperplanes, lines through
