@@ -246,21 +246,26 @@ def export_faces(nf, X, hv, hn, hl, fh):
             if d2 > r2:
                 r2 = d2
             i1 = i + 1 if i + 1 < o + n else o
-            px = V[i, 0] - bx
-            py = V[i, 1] - by
-            qx = V[i1, 0] - bx
-            qy = V[i1, 1] - by
-            cr = px * qy - py * qx
-            a2 += cr
-            mx += (px + qx) * cr
-            my += (py + qy) * cr
+            a2 += (V[i, 0] - bx) * (V[i1, 1] - by) - (V[i, 1] - by) * (V[i1, 0] - bx)
+        if a2 > 0.0:
+            # Triangle centroids weighted by their share of the area: no product of three
+            # coordinates (overflow on domains wider than ~1e100).
+            for i in range(o, o + n):
+                i1 = i + 1 if i + 1 < o + n else o
+                px = V[i, 0] - bx
+                py = V[i, 1] - by
+                qx = V[i1, 0] - bx
+                qy = V[i1, 1] - by
+                wt = (px * qy - py * qx) / a2
+                mx += (px + qx) * wt
+                my += (py + qy) * wt
         cen[f, 0] = cx
         cen[f, 1] = cy
         rad[f] = np.sqrt(r2)
         area[f] = 0.5 * a2
         if a2 > 0.0:
-            cent[f, 0] = bx + mx / (3.0 * a2)
-            cent[f, 1] = by + my / (3.0 * a2)
+            cent[f, 0] = bx + mx / 3.0
+            cent[f, 1] = by + my / 3.0
         else:
             cent[f, 0] = cx
             cent[f, 1] = cy

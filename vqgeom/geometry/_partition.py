@@ -150,7 +150,12 @@ def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
         pre = _layer_pre(Z, A, b)  # (n, R0, 3), per layer-start region
         raw = _thresholded(pre, ths)
         H = raw.shape[0]
-        he.cut_layer(raw, cen, rad, atol, base)
+        # One power of two per hyperplane (the same in every region, so that a vertex's value
+        # does not depend on the region asking): values stay far from overflow and
+        # underflow whatever the weights' scale, and the scaling itself is exact.
+        m = np.abs(raw).max(axis=(1, 2)) if raw.shape[1] else np.zeros(H)
+        ex = np.frexp(np.where(np.isfinite(m) & (m > 0), m, 1.0))[1]
+        he.cut_layer(np.ldexp(raw, -ex[:, None, None]), cen, rad, atol, base)
         par = he.fpar[: he.nf].copy()
         V, E, off, cen, rad, area, cent = he.export()
         base += H
@@ -328,6 +333,20 @@ def partition(
         raise ValueError(f"bounds: expected 4 numbers (2-D box) or 2 (1-D interval), got {len(bounds)}")
     if not all(np.isfinite(bounds)) or any(bounds[2 * i] >= bounds[2 * i + 1] for i in range(len(bounds) // 2)):
         raise ValueError(f"bounds: expected finite bounds with min < max on each axis, got {bounds}")
+    ext = [bounds[2 * i + 1] - bounds[2 * i] for i in range(len(bounds) // 2)]
+    with np.errstate(over="ignore"):
+        size = np.prod(ext)
+        finite = np.all(np.isfinite(ext)) and np.isfinite(size) and np.isfinite(np.hypot.reduce(ext))
+    if not finite:
+        raise ValueError(
+            f"bounds: expected a domain whose side lengths, {'area' if len(ext) == 2 else 'length'} and diagonal "
+            f"are finite in float64 (at most about 1e154 across), got {bounds}; rescale the inputs"
+        )
+    if not size >= np.finfo(np.float64).tiny:
+        raise ValueError(
+            f"bounds: expected a domain whose {'area' if len(ext) == 2 else 'length'} is a normal float64 "
+            f"(at least about 1e-154 across), got {bounds}; rescale the inputs"
+        )
     if not (isinstance(tol, (int, float)) and 0 <= tol < 1e-3):
         raise ValueError(f"tol: expected a relative tolerance in [0, 1e-3), got {tol!r}")
     k = len(bounds) // 2
