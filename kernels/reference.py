@@ -1,4 +1,4 @@
-"""The numpy oracle: float64, explicit, slow and obviously right.
+"""The numpy oracle: explicit, slow and obviously right (integers exact, reals in float64).
 
 Every fast path in vqgeom (CPU, Triton, CuPy) is tested against the functions here
 and nothing else. Nothing in this module is optimised, and nothing here packs bits:
@@ -119,14 +119,40 @@ def layer_hamming(bits_x: np.ndarray, bits_y: np.ndarray, layer_sizes: Sequence[
 
 
 def hamming(
-    bits_x: np.ndarray, bits_y: np.ndarray, layer_sizes: Sequence[int], weights: Sequence[float] | None = None
+    bits_x: np.ndarray,
+    bits_y: np.ndarray,
+    layer_sizes: Sequence[int],
+    weights: Sequence[float] | None = None,
+    halved: Sequence[bool] | None = None,
 ) -> np.ndarray:
-    """``d(x_i, y_j) = sum_l w_l * Hamming_l`` as float64 (exact for integers below 2**53)."""
-    per = layer_hamming(bits_x, bits_y, layer_sizes).astype(np.float64)
-    w = np.ones(len(layer_sizes)) if weights is None else np.asarray(weights, dtype=np.float64)
+    """``d(x_i, y_j) = sum_l w_l * Hamming_l``, Hamming_l halved for the ``halved`` layers.
+
+    Integer weights (every value integral, of any type) give exact Python integers (an
+    object array): no float rounding at any size. Real weights give float64, one term
+    ``w_l * Hamming_l`` per layer added in layer order.
+    """
+    per = layer_hamming(bits_x, bits_y, layer_sizes)
+    half = [False] * len(layer_sizes) if halved is None else [bool(h) for h in halved]
+    for l, h in enumerate(half):
+        if h:
+            if np.any(per[l] % 2):
+                raise ValueError(f"halved: layer {l} has an odd Hamming distance; it cannot be halved")
+            per[l] //= 2
+    w = [1] * len(layer_sizes) if weights is None else list(np.asarray(weights, dtype=object).ravel())
+    if all(isinstance(v, (int, np.integer)) or float(v).is_integer() for v in w):
+        w = [int(v) for v in w]
+        # int64 while the largest possible sum fits (no partial sum can exceed it), else
+        # Python integers.
+        bound = sum(v * int(b) for v, b in zip(w, layer_sizes))
+        out = np.zeros(per.shape[1:], dtype=np.int64 if bound <= 2**63 - 1 else object)
+        for l in range(len(layer_sizes)):
+            if int(layer_sizes[l]) == 0:
+                continue
+            out = out + (w[l] * per[l] if out.dtype == np.int64 else w[l] * per[l].astype(object))
+        return out
     out = np.zeros(per.shape[1:])
     for l in range(len(layer_sizes)):
-        out += w[l] * per[l]
+        out += float(w[l]) * per[l].astype(np.float64)
     return out
 
 
