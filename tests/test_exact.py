@@ -139,26 +139,31 @@ def test_bad_weights_named(weights, exc):
 # -- halved layers (max-type units) -----------------------------------------------------------------
 @pytest.mark.parametrize("weights", [None, [3, 5, 7], [1.5, 0.25, 2.0]])
 def test_halved_layers(backend, weights):
-    groups = [3, 4]  # a halved layer of two max-type units (3 and 4 candidates): 7 bits
+    # A one-hot layer (Codes.groups[l] = 4: three max-type units of 4 candidates) is halved:
+    # popcount / 2 per unit. The kernels see ordinary weights (2 w_l plain, w_l halved) and the
+    # sums are divided by 2 exactly; the oracle counts differing argmaxes on its own.
     n = 26
-    rng_seed = seed_of("halved", weights)
-    plain = random_bits(rng_seed, n, [10, 6], p=0.5)
-    hot = _onehot_bits(rng_seed + 1, n, groups)
+    seed = seed_of("halved", weights)
+    plain = random_bits(seed, n, [10, 6], p=0.5)
+    hot = _onehot_bits(seed + 1, n, [4, 4, 4])
     bits = np.concatenate([plain[:, :10], hot, plain[:, 10:]], axis=1)
-    sizes = [10, 7, 6]
-    halved = [False, True, False]
-    codes = Codes.from_bits(bits, sizes)
+    sizes, groups = [10, 12, 6], [1, 4, 1]
+    codes = Codes.from_bits(bits, sizes, groups=groups)
     c = backend_codes(codes, backend)
-    wt = make_weights(weights, sizes, halved, c.array_type)
-    want = reference.hamming(bits, bits, sizes, weights, halved)
-    got = as_numpy(vqgeom.pairwise_distances(c, weights=wt, backend=backend))
+    assert c.groups == tuple(groups)
+    wt = make_weights(weights, sizes, c.halved, c.array_type)
+    want = reference.hamming(bits, bits, sizes, weights, groups)
+    got = as_numpy(vqgeom.pairwise_distances(c, weights=weights, backend=backend))
+    np.testing.assert_array_equal(as_numpy(vqgeom.pairwise_distances(c, weights=wt, backend=backend)), got)
     if wt.integer:
         assert wt.divisor == 2 and got.dtype.kind in "iu"
         np.testing.assert_array_equal(got, want)
     else:
         np.testing.assert_allclose(got, want, rtol=3 * 2.0**-52)
+    per = as_numpy(vqgeom.pairwise_distances(c, per_layer=True, backend=backend))
+    np.testing.assert_array_equal(per, reference.layer_hamming(bits, bits, sizes, groups))
     # k-NN ranks the kernel sums and divides
-    d, i = vqgeom.knn(c, k=3, weights=wt, backend=backend)
+    d, i = vqgeom.knn(c, k=3, weights=weights, backend=backend)
     Df = np.array(want, dtype=np.float64)  # a copy: want is used again below
     np.fill_diagonal(Df, np.inf)
     rd, ri = reference.knn(Df, 3)
@@ -167,11 +172,13 @@ def test_halved_layers(backend, weights):
         np.testing.assert_array_equal(as_numpy(i), ri)
     # heat products use the divided distances
     s2 = 6.0
-    emb = vqgeom.heat_embedding(c, s2, 2, weights=wt, backend=backend)
+    emb = vqgeom.heat_embedding(c, s2, 2, weights=weights, backend=backend)
     K = reference.heat_kernel(want, s2)
     np.testing.assert_allclose(emb.eigenvalues, np.sort(np.linalg.eigvalsh(K))[::-1][:2], rtol=1e-4)
-    cmp = vqgeom.compare([c, c], sigma2s=[s2, 40.0], weights=[wt, None], backend=backend, squared=True)
-    Kb = reference.hamming(bits, bits, sizes)
+    cmp = vqgeom.compare([c, c.layers([0, 2])], sigma2s=[s2, 40.0], weights=[weights, None], backend=backend,
+                         squared=True)
+    pb = np.concatenate([bits[:, :10], bits[:, 22:]], axis=1)  # the plain layers only
+    Kb = reference.hamming(pb, pb, [10, 6])
     want_cos = [reference.cosine_similarity(reference.heat_kernel(want, s, True), reference.heat_kernel(Kb, s, True))
                 for s in (s2, 40.0)]
     np.testing.assert_allclose(cmp.similarity[:, 0, 1], want_cos, rtol=1e-5)

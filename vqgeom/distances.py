@@ -38,6 +38,8 @@ def check_pair(codes_x: Any, codes_y: Any) -> tuple[Codes, Codes | None]:
     if codes_y is not None:
         codes_y = _check_codes(codes_y, "codes_y")
         check_layer_sizes_match(codes_x.layer_sizes, codes_y.layer_sizes)
+        if getattr(codes_x, "groups", None) != getattr(codes_y, "groups", None):
+            raise ValueError(f"codes_y: expected codes of the same groups as codes_x {codes_x.groups}, got {codes_y.groups}")
         if codes_y.array_type != codes_x.array_type or _device(codes_x) != _device(codes_y):
             raise ValueError(
                 f"codes_y: expected codes on the same array type and device as codes_x "
