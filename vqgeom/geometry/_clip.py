@@ -68,13 +68,105 @@ def _split_edge(e, hk_w, nv, nh, X, hv, hn, ht, hf, hl, hk, stamp, g):
 
 
 @njit(cache=True, nogil=True)
-def cut_layer(L, cen, rad, atol, gbase, k0, f0, X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts):
+def _eval_face(f, a, b, c, g, X, hv, hn, fh, stamp, hk):
+    """Values of line ``a x + b y + c`` at face ``f``'s vertices (shared under stamp ``g``):
+    ``(max, min, half-edge leaving the max vertex, ... the min vertex)``."""
+    e0 = fh[f]
+    e = e0
+    hmax = -np.inf
+    hmin = np.inf
+    emax = -1
+    emin = -1
+    while True:
+        v = hv[e]
+        if stamp[v] != g:
+            hk[v] = a * X[v, 0] + b * X[v, 1] + c
+            stamp[v] = g
+        h = hk[v]
+        if h > hmax:
+            hmax = h
+            emax = e
+        if h < hmin:
+            hmin = h
+            emin = e
+        e = hn[e]
+        if e == e0:
+            break
+    return hmax, hmin, emax, emin
+
+
+@njit(cache=True, nogil=True)
+def _split_face(f, emax, emin, tk, lab, g, nv, nh, nf, X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk):
+    """Split face ``f`` along the line whose vertex values are in ``hk``; the + side keeps
+    ``f``, the - side becomes face ``nf``. Returns the new ``(nv, nh, nf)``."""
+    # A: where the boundary leaves the + side (walking on from the maximum).
+    e = emax
+    while True:
+        en = hn[e]
+        hw = hk[hv[en]]
+        if hw > tk:
+            e = en
+            continue
+        predA = e
+        if hw >= -tk:
+            eA = en
+        else:
+            eA = _split_edge(e, hw, nv, nh, X, hv, hn, ht, hf, hl, hk, stamp, g)
+            nv += 1
+            nh += 2 if ht[eA] >= 0 else 1
+        break
+    # B: where it leaves the - side (walking on from the minimum).
+    e = emin
+    while True:
+        en = hn[e]
+        hw = hk[hv[en]]
+        if hw < -tk:
+            e = en
+            continue
+        predB = e
+        if hw <= tk:
+            eB = en
+        else:
+            eB = _split_edge(e, hw, nv, nh, X, hv, hn, ht, hf, hl, hk, stamp, g)
+            nv += 1
+            nh += 2 if ht[eB] >= 0 else 1
+        break
+    # The chord A -> B closes the + side (face f), B -> A the - side (new face).
+    cab = nh
+    cba = nh + 1
+    nh += 2
+    hv[cab] = hv[eA]
+    hv[cba] = hv[eB]
+    hn[predA] = cab
+    hn[cab] = eB
+    hn[predB] = cba
+    hn[cba] = eA
+    ht[cab] = cba
+    ht[cba] = cab
+    hl[cab] = lab
+    hl[cba] = lab
+    hf[cab] = f
+    fh[f] = cab
+    fh[nf] = cba
+    fpar[nf] = fpar[f]
+    e = cba
+    while True:
+        hf[e] = nf
+        e = hn[e]
+        if e == cba:
+            break
+    return nv, nh, nf + 1
+
+
+@njit(cache=True, nogil=True)
+def cut_layer(L, cen, rad, atol, gbase, sbase, k0, f0, X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts):
     """Cut every face by every hyperplane of a layer (see the module docstring).
 
     L : (H, R0, 3) lines per layer-start region, in pre-activation units (continuous across
     regions, so a vertex's value does not depend on the face that computes it);
     cen, rad : (R0, 2), (R0,) a centre and a radius enclosing each layer-start region;
-    gbase : global index of the layer's first hyperplane (edge labels, stamps);
+    gbase : global index of the layer's first hyperplane (edge labels); sbase : the first of
+    the layer's H stamps (keys of the shared vertex values, unique over the whole run);
     k0, f0 : where to resume; counts : int64 [nv, nh, nf], updated in place.
     Returns ``(k, f)`` to resume from when a buffer is full, ``(-1, -1)`` when done.
     """
@@ -86,7 +178,7 @@ def cut_layer(L, cen, rad, atol, gbase, k0, f0, X, hv, hn, ht, hf, hl, fh, fpar,
     capH = hv.shape[0]
     capF = fh.shape[0]
     for k in range(k0, H):
-        g = gbase + k
+        g = sbase + k
         fstart = f0 if k == k0 else 0
         nfk = nf
         for f in range(fstart, nfk):
@@ -101,27 +193,7 @@ def cut_layer(L, cen, rad, atol, gbase, k0, f0, X, hv, hn, ht, hf, hl, fh, fpar,
             if not (abs(dc) <= (rad[r0] + atol) * nrm):
                 continue
             tk = atol * nrm
-            e0 = fh[f]
-            e = e0
-            hmax = -np.inf
-            hmin = np.inf
-            emax = -1
-            emin = -1
-            while True:
-                v = hv[e]
-                if stamp[v] != g:
-                    hk[v] = a * X[v, 0] + b * X[v, 1] + c
-                    stamp[v] = g
-                h = hk[v]
-                if h > hmax:
-                    hmax = h
-                    emax = e
-                if h < hmin:
-                    hmin = h
-                    emin = e
-                e = hn[e]
-                if e == e0:
-                    break
+            hmax, hmin, emax, emin = _eval_face(f, a, b, c, g, X, hv, hn, fh, stamp, hk)
             if not (hmax > tk and hmin < -tk):
                 continue
             if nv + 2 > capV or nh + 6 > capH or nf + 1 > capF:
@@ -129,68 +201,153 @@ def cut_layer(L, cen, rad, atol, gbase, k0, f0, X, hv, hn, ht, hf, hl, fh, fpar,
                 counts[1] = nh
                 counts[2] = nf
                 return k, f
-            # A: where the boundary leaves the + side (walking on from the maximum).
-            e = emax
-            while True:
-                en = hn[e]
-                hw = hk[hv[en]]
-                if hw > tk:
-                    e = en
-                    continue
-                predA = e
-                if hw >= -tk:
-                    eA = en
-                else:
-                    eA = _split_edge(e, hw, nv, nh, X, hv, hn, ht, hf, hl, hk, stamp, g)
-                    nv += 1
-                    nh += 2 if ht[eA] >= 0 else 1
-                break
-            # B: where it leaves the - side (walking on from the minimum).
-            e = emin
-            while True:
-                en = hn[e]
-                hw = hk[hv[en]]
-                if hw < -tk:
-                    e = en
-                    continue
-                predB = e
-                if hw <= tk:
-                    eB = en
-                else:
-                    eB = _split_edge(e, hw, nv, nh, X, hv, hn, ht, hf, hl, hk, stamp, g)
-                    nv += 1
-                    nh += 2 if ht[eB] >= 0 else 1
-                break
-            # The chord A -> B closes the + side (face f), B -> A the - side (new face).
-            cab = nh
-            cba = nh + 1
-            nh += 2
-            hv[cab] = hv[eA]
-            hv[cba] = hv[eB]
-            hn[predA] = cab
-            hn[cab] = eB
-            hn[predB] = cba
-            hn[cba] = eA
-            ht[cab] = cba
-            ht[cba] = cab
-            hl[cab] = g
-            hl[cba] = g
-            hf[cab] = f
-            fh[f] = cab
-            nfn = nf
-            nf += 1
-            fh[nfn] = cba
-            fpar[nfn] = fpar[f]
-            e = cba
-            while True:
-                hf[e] = nfn
-                e = hn[e]
-                if e == cba:
-                    break
+            nv, nh, nf = _split_face(f, emax, emin, tk, gbase + k, g, nv, nh, nf, X, hv, hn, ht, hf, hl, fh, fpar,
+                                     stamp, hk)
     counts[0] = nv
     counts[1] = nh
     counts[2] = nf
     return -1, -1
+
+
+@njit(cache=True, nogil=True)
+def _remove_edge(e, X, hv, hn, ht, hf, fh):
+    """Delete the edge of half-edge ``e`` and its twin, merging the faces on both sides
+    into ``hf[e]``; returns the face that disappeared (-1 if both sides were one face)."""
+    te = ht[e]
+    f = hf[e]
+    g = hf[te]
+    pe = e
+    while hn[pe] != e:
+        pe = hn[pe]
+    pte = te
+    while hn[pte] != te:
+        pte = hn[pte]
+    if f != g:
+        hn[pe] = hn[te]
+        hn[pte] = hn[e]
+    elif hn[e] == te:  # a spike into the merged face: drop it
+        hn[pe] = hn[te]
+    elif hn[te] == e:
+        hn[pte] = hn[e]
+        pe = pte
+    else:  # cannot happen for a convex union; leave the edge
+        return -2
+    ht[e] = -2
+    ht[te] = -2
+    hf[e] = -1
+    hf[te] = -1
+    fh[f] = pe
+    x = pe
+    while True:
+        hf[x] = f
+        x = hn[x]
+        if x == pe:
+            break
+    return g if f != g else -1
+
+
+@njit(cache=True, nogil=True)
+def cut_max_group(P, cen, rad, atol, lab, sbase, m0, f0, X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts, win,
+                  atom):
+    """Cut every face into the argmax cells of one max unit over candidates ``P`` (k, R0, 3).
+
+    Candidates enter one at a time: in a face won so far by ``a``, candidate ``m`` wins
+    where ``p_m - p_a > 0`` (ties stay with the first maximal candidate), so the face is
+    split along that line, or handed to ``m`` whole. The faces ``m`` won inside one face of
+    the group's start (``atom``) are then merged into one: the cell ``{p_m > p_j, j < m}``
+    is convex. ``win``/``atom`` must be set by the caller for ``m0 == 1, f0 == 0``.
+    Returns ``(m, f)`` to resume from when a buffer is full, ``(-1, -1)`` when done; dead
+    faces are left with ``fh == -1`` (see :func:`compact_faces`).
+    """
+    nv = counts[0]
+    nh = counts[1]
+    nf = counts[2]
+    k = P.shape[0]
+    capV = X.shape[0]
+    capH = hv.shape[0]
+    capF = fh.shape[0]
+    for m in range(m0, k):
+        fstart = f0 if m == m0 else 0
+        nfk = nf
+        for f in range(fstart, nfk):
+            if fh[f] < 0:
+                continue
+            wa = win[f]
+            if wa >= m:
+                continue
+            r0 = fpar[f]
+            a = P[m, r0, 0] - P[wa, r0, 0]
+            b = P[m, r0, 1] - P[wa, r0, 1]
+            c = P[m, r0, 2] - P[wa, r0, 2]
+            nrm = math.hypot(a, b)
+            if nrm > 0.0:
+                dc = a * cen[r0, 0] + b * cen[r0, 1] + c
+                if dc > (rad[r0] + atol) * nrm:
+                    win[f] = m
+                    continue
+                if dc < -(rad[r0] + atol) * nrm:
+                    continue
+            elif c > 0.0:
+                win[f] = m
+                continue
+            else:
+                continue
+            tk = atol * nrm
+            hmax, hmin, emax, emin = _eval_face(f, a, b, c, sbase + m * k + wa, X, hv, hn, fh, stamp, hk)
+            if not hmax > tk:
+                continue
+            if not hmin < -tk:
+                win[f] = m
+                continue
+            if nv + 2 > capV or nh + 6 > capH or nf + 1 > capF:
+                counts[0] = nv
+                counts[1] = nh
+                counts[2] = nf
+                return m, f
+            nf_old = nf
+            nv, nh, nf = _split_face(f, emax, emin, tk, lab, sbase + m * k + wa, nv, nh, nf, X, hv, hn, ht, hf, hl,
+                                     fh, fpar, stamp, hk)
+            win[nf_old] = wa
+            atom[nf_old] = atom[f]
+            win[f] = m
+        # Merge what m won inside each atom. An edge with the merged face on both sides
+        # becomes removable (a spike) once the other edges at its inner end are gone:
+        # repeat until nothing changes.
+        changed = True
+        while changed:
+            changed = False
+            for e in range(nh):
+                te = ht[e]
+                if te > e:
+                    f = hf[e]
+                    g = hf[te]
+                    if win[f] == m and win[g] == m and atom[f] == atom[g]:
+                        dead = _remove_edge(e, X, hv, hn, ht, hf, fh)
+                        if dead >= 0:
+                            fh[dead] = -1
+                        if dead != -2:
+                            changed = True
+    counts[0] = nv
+    counts[1] = nh
+    counts[2] = nf
+    return -1, -1
+
+
+@njit(cache=True, nogil=True)
+def compact_faces(nf, nh, hf, fh, fpar):
+    """Renumber the live faces (``fh >= 0``) 0.. in order; returns their count."""
+    new = np.full(nf, -1, dtype=np.int64)
+    n = 0
+    for f in range(nf):
+        if fh[f] >= 0:
+            new[f] = n
+            fh[n] = fh[f]
+            fpar[n] = fpar[f]
+            n += 1
+    for e in range(nh):
+        if hf[e] >= 0:
+            hf[e] = new[hf[e]]
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -301,21 +458,46 @@ class HalfEdges:
         self.stamp = np.full(capV, -1, dtype=np.int64)
         self.hk = np.empty(capV)
         self.counts = np.array([4, 4, 1], dtype=np.int64)
+        self.win = np.zeros(capF, dtype=np.int64)
+        self.atom = np.zeros(capF, dtype=np.int64)
+        self.next_stamp = 0  # stamps used so far (keys of shared vertex values)
 
     @property
     def nf(self) -> int:
         return int(self.counts[2])
 
-    def cut_layer(self, lines: np.ndarray, cen: np.ndarray, rad: np.ndarray, atol: float, gbase: int) -> None:
-        """Cut every face by the layer's lines (H, R0, 3); faces' parents are the current faces."""
+    def start_layer(self) -> None:
+        """The current faces become the parents (layer-start regions) of what follows."""
         self.fpar[: self.nf] = np.arange(self.nf)
+
+    def cut_layer(self, lines: np.ndarray, cen: np.ndarray, rad: np.ndarray, atol: float, gbase: int) -> None:
+        """Cut every face by lines (H, R0, 3) given per parent; edge labels ``gbase + h``."""
+        sbase = self.next_stamp
+        self.next_stamp += lines.shape[0]
         k, f = 0, 0
         while True:
-            k, f = cut_layer(lines, cen, rad, atol, gbase, k, f, self.X, self.hv, self.hn, self.ht, self.hf,
+            k, f = cut_layer(lines, cen, rad, atol, gbase, sbase, k, f, self.X, self.hv, self.hn, self.ht, self.hf,
                              self.hl, self.fh, self.fpar, self.stamp, self.hk, self.counts)
             if k < 0:
                 return
             self._grow()
+
+    def cut_max(self, P: np.ndarray, cen: np.ndarray, rad: np.ndarray, atol: float, label: int) -> None:
+        """Cut every face into the argmax cells of candidates P (k, R0, 3) given per parent."""
+        k = P.shape[0]
+        sbase = self.next_stamp
+        self.next_stamp += k * k
+        nf = self.nf
+        self.win[:nf] = 0
+        self.atom[:nf] = np.arange(nf)
+        m, f = 1, 0
+        while True:
+            m, f = cut_max_group(P, cen, rad, atol, label, sbase, m, f, self.X, self.hv, self.hn, self.ht, self.hf,
+                                 self.hl, self.fh, self.fpar, self.stamp, self.hk, self.counts, self.win, self.atom)
+            if m < 0:
+                break
+            self._grow()
+        self.counts[2] = compact_faces(self.nf, int(self.counts[1]), self.hf, self.fh, self.fpar)
 
     def _grow(self) -> None:
         capV, capH, capF = 2 * self.X.shape[0], 2 * self.hv.shape[0], 2 * self.fh.shape[0]
@@ -328,6 +510,8 @@ class HalfEdges:
             setattr(self, name, _grow(getattr(self, name), capH))
         self.fh = _grow(self.fh, capF)
         self.fpar = _grow(self.fpar, capF)
+        self.win = _grow(self.win, capF)
+        self.atom = _grow(self.atom, capF)
 
     def export(self):
         """(V, E, off, cen, rad, area, centroid): see :func:`export_faces`."""

@@ -39,9 +39,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import activations as _act
 from ..codes import Codes
-from .._netspec import NetSpec, as_netspec, layer_sizes
-from ..kernels.reference import thresholds as _thresholds
+from .._netspec import NetSpec, as_netspec, layer_groups, layer_sizes
 
 __all__ = ["partition", "Partition", "plane_through", "forward_bits"]
 
@@ -49,48 +49,87 @@ DEFAULT_TOL = 1e-10
 
 
 # ----------------------------------------------------------------------------------------
-# activation patterns
+# layers, read from the activation registry (vqgeom.activations)
 # ----------------------------------------------------------------------------------------
-def _next_maps(pre: np.ndarray, bits: np.ndarray, act: Any) -> np.ndarray:
-    """Affine maps of a layer's outputs from its pre-activation maps and bits (in place).
+def _layer_lines(pre: np.ndarray, act: Any) -> np.ndarray:
+    """The hyperplanes of a layer with plain bits, per region: (H, R, k+1), in bit order.
 
-    pre : (n, R, k+1) pre-activation of each unit as an affine map of the plane
-    coordinates, in each region (overwritten); bits : (H, R) bool, threshold-major.
-    Returns ``pre``, now the outputs' maps.
+    Kink units: ``pre - t`` for every kink ``t``, threshold-major. Max-type units over two
+    candidates: ``a - b`` (the bit ``a >= b``). Max over one candidate: none. (Max over
+    ``k >= 3`` candidates is cut group by group: see :func:`_max_candidates`.)
     """
-    if act == "relu":
-        pre *= bits[:, :, None]
+    if _act.is_max_type(act):
+        k = _act.normalize(act)[1]
+        if k == 1:
+            return pre[:0]
+        return pre[0::2] - pre[1::2]
+    ths = _act.kinks(act)
+    if ths == [0.0]:
         return pre
+    out = np.concatenate([pre] * len(ths), axis=0)
     n = pre.shape[0]
-    kind = act[0]
-    if kind in ("leaky", "prelu"):
-        s = np.broadcast_to(np.asarray(act[1], dtype=np.float64), (n,))
-        pre *= np.where(bits, 1.0, s[:, None])[:, :, None]
-        return pre
-    lo, hi = float(act[1]), float(act[2])
-    above_lo, above_hi = bits[:n], bits[n:]
-    pre *= (above_lo & ~above_hi)[:, :, None]
-    pre[:, :, -1] += np.where(above_hi, hi, np.where(above_lo, 0.0, lo))
-    return pre
+    for i, t in enumerate(ths):
+        out[i * n : (i + 1) * n, :, -1] -= t
+    return out
+
+
+def _max_candidates(pre: np.ndarray, act: Any) -> np.ndarray:
+    """(U, k, R, k+1) candidate maps of a max-type layer, as a max (a min is the max of the
+    negatives, with the same first-on-ties index)."""
+    k = _act.normalize(act)[1]
+    cand = pre if act[0] == "maxout" else -pre
+    return cand.reshape((pre.shape[0] // k, k) + pre.shape[1:])
+
+
+def _pow2_rows(lines: np.ndarray, axes: tuple) -> np.ndarray:
+    """Scale by powers of two (exact) so that the largest entry over ``axes`` is in [0.5, 1).
+
+    The same factor over every region: a vertex's value on a line must not depend on the
+    region asking. Keeps values far from overflow and underflow whatever the weights' scale.
+    """
+    if lines.size == 0:
+        return lines
+    m = np.abs(lines).max(axis=axes, keepdims=True)
+    ex = np.frexp(np.where(np.isfinite(m) & (m > 0), m, 1.0))[1]
+    return np.ldexp(lines, -ex)
+
+
+def _next_maps(pre: np.ndarray, par: np.ndarray, pts: np.ndarray, act: Any) -> np.ndarray:
+    """Affine maps (n_out, R, k+1) of a layer's outputs in every region.
+
+    pre : (n, R0, k+1) the layer's pre-activation maps per layer-start region; par : (R,)
+    each region's layer-start region; pts : (R, k) an interior point of each region, where
+    the active piece (kink units) or the argmax (max-type units) is read.
+    """
+    pts1 = np.concatenate([pts, np.ones((len(pts), 1))], axis=1)
+    P = np.take(pre, par, axis=1)  # (n, R, k+1)
+    if _act.is_max_type(act):
+        vals = np.einsum("nrk,rk->rn", P, pts1)
+        k = _act.normalize(act)[1]
+        idx = _act.max_index(act, vals)  # (R, U), first on ties
+        sel = np.arange(idx.shape[1])[None, :] * k + idx
+        return P[sel.T, np.arange(len(par))[None, :]]
+    raw = _layer_lines(P, act)
+    bits = np.einsum("hrk,rk->hr", raw, pts1) >= 0
+    slope, icpt = _act.affine_piece(act, bits)
+    P *= slope[:, :, None]
+    P[:, :, -1] += icpt
+    return P
 
 
 def forward_bits(spec: NetSpec, X: np.ndarray) -> np.ndarray:
-    """Bits ``pre >= t`` of every coding layer at inputs ``X`` (N, D), float64, vectorised.
+    """The code bits of every coding layer at inputs ``X`` (N, D), float64, vectorised.
 
-    The same convention and unit order as ``vqgeom.kernels.reference.mlp_bits``.
+    Read from the activation registry: the same convention and order as ``vqgeom.encode``
+    (and the oracle ``vqgeom.kernels.reference.mlp_bits``).
     """
     z = np.asarray(X, dtype=np.float64)
     cols = []
     for A, b, act in spec.layers:
         pre = z @ A.T + b
-        for t in _thresholds(act):
-            cols.append(pre >= t)
-        if act is None:
-            z = pre
-        else:
-            from ..kernels.reference import activate
-
-            z = activate(pre, act)
+        if act is not None:
+            cols.append(_act.bits(act, pre))
+        z = _act.evaluate(act, pre)
     if not cols:
         return np.zeros((z.shape[0], 0), dtype=bool)
     return np.concatenate(cols, axis=1)
@@ -109,17 +148,6 @@ def _layer_pre(Z: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.ndarray:
     P = (A @ Z.reshape(d, R * k1)).reshape(A.shape[0], R, k1)
     P[:, :, -1] += b[:, None]
     return P
-
-
-def _thresholded(P: np.ndarray, ths: list[float]) -> np.ndarray:
-    """(H, R, k+1) hyperplanes ``pre - t = 0``, threshold-major (as the reference's bits)."""
-    if ths == [0.0]:
-        return P
-    out = np.concatenate([P] * len(ths), axis=0)
-    n = P.shape[0]
-    for i, t in enumerate(ths):
-        out[i * n : (i + 1) * n, :, -1] -= t
-    return out
 
 
 class _Faces2D:
@@ -144,37 +172,35 @@ def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(_thresholds(a)) * A.shape[0] for A, _, a in coding), desc="partition", unit="hyperplane")
+        bar = tqdm(total=sum(A.shape[0] for A, _, _ in coding), desc="partition", unit="unit")
     for li, (A, b, act) in enumerate(coding):
-        ths = _thresholds(act)
         pre = _layer_pre(Z, A, b)  # (n, R0, 3), per layer-start region
-        raw = _thresholded(pre, ths)
-        H = raw.shape[0]
-        # One power of two per hyperplane (the same in every region, so that a vertex's value
-        # does not depend on the region asking): values stay far from overflow and
-        # underflow whatever the weights' scale, and the scaling itself is exact.
-        m = np.abs(raw).max(axis=(1, 2)) if raw.shape[1] else np.zeros(H)
-        ex = np.frexp(np.where(np.isfinite(m) & (m > 0), m, 1.0))[1]
-        he.cut_layer(np.ldexp(raw, -ex[:, None, None]), cen, rad, atol, base)
+        he.start_layer()
+        if _act.group_width(act) >= 3:
+            # One max unit at a time: its argmax cells inside every region.
+            cand = _max_candidates(pre, act)
+            for u in range(cand.shape[0]):
+                he.cut_max(_pow2_rows(cand[u], (0, 1, 2)), cen, rad, atol, base + u * cand.shape[1])
+        else:
+            lines = _layer_lines(pre, act)
+            if lines.shape[0]:
+                he.cut_layer(_pow2_rows(lines, (1, 2)), cen, rad, atol, base)
         par = he.fpar[: he.nf].copy()
         V, E, off, cen, rad, area, cent = he.export()
-        base += H
+        nb = _act.n_bits(act, A.shape[0])
+        base += nb
         if bar is not None:
-            bar.update(H)
+            bar.update(A.shape[0])
         if li == len(coding) - 1:
             break
-        # Bits of this layer at an interior point of each region (the vertex mean of a convex
-        # polygon) give the next affine maps.
+        # The active pieces (argmaxes) at an interior point of each region (the vertex mean
+        # of a convex polygon) give the next affine maps.
         if act == "relu" or act[0] in ("leaky", "prelu"):
             slope = np.zeros(pre.shape[0]) if act == "relu" else np.broadcast_to(
                 np.asarray(act[1], dtype=np.float64), (pre.shape[0],)).copy()
             Z = homogeneous_next_maps(pre, par, cen, slope)
-            continue
-        Z = np.take(pre, par, axis=1)  # (n, R, 3): a fresh array, updated in place below
-        rawp = Z if raw is pre else np.take(raw, par, axis=1)
-        cen1 = np.concatenate([cen, np.ones((len(cen), 1))], axis=1)
-        bits = np.einsum("hrk,rk->hr", rawp, cen1) >= 0
-        Z = _next_maps(Z, bits, act)
+        else:
+            Z = _next_maps(pre, par, cen, act)
     if bar is not None:
         bar.close()
     return _Faces2D(he, V, E, off, area, cent)
@@ -183,6 +209,52 @@ def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
 # ----------------------------------------------------------------------------------------
 # 1-D: intervals
 # ----------------------------------------------------------------------------------------
+def _merge_points(pts, plab, newx, newl, atol):
+    """Breakpoints ``pts`` plus ``newx``: sorted, coincident ones (closer than atol) merged
+    keeping the first label (stable on (position, label))."""
+    allx = np.concatenate([pts, newx])
+    alll = np.concatenate([plab, newl])
+    order = np.lexsort((alll, allx))
+    allx, alll = allx[order], alll[order]
+    keep = np.ones(allx.size, dtype=bool)
+    keep[1:] = np.diff(allx) > atol
+    return allx[keep], alll[keep]
+
+
+def _max_breakpoints(cand, pts, atol, base):
+    """Breakpoints of the argmax cells of max units inside the intervals between ``pts``.
+
+    cand : (U, k, R, 2) candidate maps ``a x + q`` per interval. Candidate points are the
+    pairwise crossings inside each interval; one is kept iff some unit's argmax (first on
+    ties) differs on its two sides within the same interval. Labels: ``base + u k``.
+    """
+    U, k, R, _ = cand.shape
+    ii, jj = np.triu_indices(k, 1)
+    da = cand[:, ii, :, 0] - cand[:, jj, :, 0]  # (U, pairs, R)
+    dq = cand[:, ii, :, 1] - cand[:, jj, :, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = -dq / da
+    left, right = pts[:-1], pts[1:]
+    inside = (da != 0) & (x > left + atol) & (x < right - atol)
+    uu, _, rr = np.nonzero(inside)
+    if uu.size == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    cx = x[inside]
+    # Sub-intervals of each parent: sort the candidates per parent.
+    order = np.lexsort((cx, rr))
+    cx, rr = cx[order], rr[order]
+    prev = np.where(np.r_[True, rr[1:] != rr[:-1]], left[rr], np.r_[-np.inf, cx[:-1]])
+    nxt = np.where(np.r_[rr[1:] != rr[:-1], True], right[rr], np.r_[cx[1:], np.inf])
+    ml, mr = 0.5 * (prev + cx), 0.5 * (cx + nxt)  # points just left and right of each candidate
+    c = cand[:, :, rr, :]  # (U, k, C, 2)
+    il = np.argmax(c[..., 0] * ml + c[..., 1], axis=1)  # (U, C)
+    ir = np.argmax(c[..., 0] * mr + c[..., 1], axis=1)
+    change = il != ir
+    keep = change.any(axis=0)
+    first_u = np.argmax(change, axis=0)
+    return cx[keep], (base + first_u * k)[keep].astype(np.int64)
+
+
 def _partition_1d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: float, progress: bool):
     lo, hi = float(bounds[0]), float(bounds[1])
     atol = tol * (hi - lo)
@@ -193,33 +265,23 @@ def _partition_1d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
     for A, b, act in spec.layers:
         if act is None:
             continue
-        ths = _thresholds(act)
         pre = _layer_pre(Z, A, b)
-        raw = _thresholded(pre, ths)  # (H, R, 2): a x + q
-        H = raw.shape[0]
-        a, q = raw[:, :, 0], raw[:, :, 1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x = -q / a
-        left, right = pts[:-1][None, :], pts[1:][None, :]
-        inside = (a != 0) & (x > left + atol) & (x < right - atol)
-        kk, rr = np.nonzero(inside)
-        newx = x[kk, rr]
-        allx = np.concatenate([pts, newx])
-        alll = np.concatenate([plab, base + kk])
-        # Stable sort on (position, label): coincident breakpoints keep the first hyperplane.
-        order = np.lexsort((alll, allx))
-        allx, alll = allx[order], alll[order]
-        # New points lie farther than atol from the old ones; coincident new points merge.
-        keep = np.ones(allx.size, dtype=bool)
-        keep[1:] = np.diff(allx) > atol
-        allx, alll = allx[keep], alll[keep]
+        if _act.group_width(act) >= 3:
+            newx, newl = _max_breakpoints(_max_candidates(pre, act), pts, atol, base)
+        else:
+            raw = _layer_lines(pre, act)  # (H, R, 2): a x + q
+            a, q = raw[:, :, 0], raw[:, :, 1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x = -q / a
+            inside = (a != 0) & (x > pts[:-1][None, :] + atol) & (x < pts[1:][None, :] - atol)
+            kk, rr = np.nonzero(inside)
+            newx, newl = x[kk, rr], base + kk
+        allx, alll = _merge_points(pts, plab, newx, newl, atol)
         mids = 0.5 * (allx[:-1] + allx[1:])
         par = np.clip(np.searchsorted(pts, mids) - 1, 0, len(pts) - 2)
-        rawp = raw[:, par]
-        bits = rawp[:, :, 0] * mids + rawp[:, :, 1] >= 0
-        Z = _next_maps(np.take(pre, par, axis=1), bits, act)
+        Z = _next_maps(pre, par, mids[:, None], act)
         pts, plab = allx, alll
-        base += H
+        base += _act.n_bits(act, A.shape[0])
     return pts, plab
 
 
@@ -279,9 +341,12 @@ def partition(
 
     Parameters
     ----------
-    net_or_hyperplanes : torch.nn.Sequential, list of (A, b), (normals, offsets) or vqgeom.Hyperplanes
-        See :func:`vqgeom._netspec.as_netspec`. Supported activations: ReLU, LeakyReLU,
-        PReLU, ReLU6, Hardtanh; a trailing ``nn.Linear`` is an output layer (no bits).
+    net_or_hyperplanes : torch.nn.Sequential, list of (A, b), (normals, offsets), vqgeom.Hyperplanes or NetSpec
+        See :func:`vqgeom._netspec.as_netspec`. Every activation of the registry
+        (:mod:`vqgeom.activations`): kink units (ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh,
+        Hardsigmoid, Softshrink, ...) and max-type units (``vqgeom.models.Maxout``: a max over
+        groups of ``k`` units, ``k`` = the width for a max over the whole layer), whose
+        argmax cells split each region; a trailing ``nn.Linear`` is an output layer (no bits).
     bounds : (xmin, xmax, ymin, ymax) or (lo, hi)
         The 2-D box or the 1-D interval, in plane coordinates.
     plane : (origin, dir1, dir2) or (origin, direction), optional
@@ -324,7 +389,7 @@ def partition(
     >>> part.n_regions, sorted(part.graph.edges())
     (4, [(0, 1), (0, 2), (1, 3), (2, 3)])
     """
-    spec = as_netspec(net_or_hyperplanes)
+    spec = net_or_hyperplanes if isinstance(net_or_hyperplanes, NetSpec) else as_netspec(net_or_hyperplanes)
     try:
         bounds = tuple(float(v) for v in bounds)
     except TypeError:
@@ -388,7 +453,10 @@ class Partition:
     edge_index : ndarray int64 (E, 2)
         Adjacent region pairs ``i < j`` (the graph's edges).
     edge_layer, edge_unit : ndarray int64 (E,)
-        The coding layer and the unit (bit index within the layer) of each edge's hyperplane.
+        The coding layer and the unit of each edge's hyperplane: the bit index within the
+        layer, or for one-hot (max over ``k >= 3``) layers the max unit whose argmax changes.
+    layer_groups : tuple of int
+        Per coding layer, 1 for plain bits or the one-hot width ``k >= 3`` (as ``codes.groups``).
     edge_segments : ndarray float64 (E, 2, dim)
         The shared boundary piece of each edge (1-D: the breakpoint, twice).
     plane_map : (ndarray (D, dim), ndarray (D,))
@@ -408,6 +476,7 @@ class Partition:
         p.tol = tol
         p.plane_map = (M0, c0)
         p.layer_sizes = layer_sizes(spec)
+        p.layer_groups = layer_groups(spec)
         p.layer_names = spec.names
         p._layer_base = np.concatenate([[0], np.cumsum(p.layer_sizes)]).astype(np.int64)
         return p
@@ -442,14 +511,16 @@ class Partition:
         M0, c0 = self.plane_map
         self.inputs = c0[None, :] + self.points @ M0.T
         bits = forward_bits(self.spec, self.inputs)
-        self.codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names)
+        self.codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names, self.layer_groups)
 
     def _set_edges(self, i, j, lab, segments) -> None:
         lab = np.asarray(lab, dtype=np.int64)
         self.edge_index = np.stack([i, j], axis=1).astype(np.int64)  # (E, 2), i < j
         layer = np.searchsorted(self._layer_base, lab, side="right") - 1
         self.edge_layer = layer.astype(np.int64)
-        self.edge_unit = (lab - self._layer_base[layer]).astype(np.int64)
+        # One-hot layers: the unit is the max unit (a hop changes its argmax), not a bit.
+        g = np.asarray(self.layer_groups, dtype=np.int64)[layer] if len(layer) else np.zeros(0, dtype=np.int64)
+        self.edge_unit = ((lab - self._layer_base[layer]) // np.maximum(g, 1)).astype(np.int64)
         self.edge_segments = segments  # (E, 2, dim): the shared boundary piece
 
     # -- views ----------------------------------------------------------------------------
@@ -567,14 +638,19 @@ class Partition:
         return shortest_path(adj, method="D", directed=False, indices=idx)
 
     def code_distances(self, weights: Sequence[float] | None = None, *, per_layer: bool = False) -> np.ndarray:
-        """VQ distance between the regions' codes: (R, R) float64, or (L, R, R) int64 with ``per_layer``."""
+        """VQ distance between the regions' codes: (R, R) float64, or (L, R, R) int64 with ``per_layer``.
+
+        As ``vqgeom.pairwise_distances``: one-hot (max-type) layers count one per unit whose
+        argmax differs (``popcount(xor) / 2``).
+        """
         bits = self.codes.unpack()
         out = []
         start = 0
-        for b in self.layer_sizes:
+        for b, g in zip(self.layer_sizes, self.layer_groups):
             s = np.where(bits[:, start : start + b], 1.0, -1.0)
-            # +-1 Gram: Hamming = (b - <s, t>) / 2, exact in float64 for b < 2**52.
-            out.append(np.rint((b - s @ s.T) / 2).astype(np.int64))
+            # +-1 Gram: Hamming = (b - <s, t>) / 2, exact in float64 for b < 2**52;
+            # one-hot layers count popcount(xor) / 2 (one per changed argmax).
+            out.append(np.rint((b - s @ s.T) / (4 if g >= 3 else 2)).astype(np.int64))
             start += b
         per = np.stack(out) if out else np.zeros((0, self.n_regions, self.n_regions), dtype=np.int64)
         if per_layer:
