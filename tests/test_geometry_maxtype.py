@@ -121,3 +121,13 @@ def test_1d_max_slice_of_2d(seed):
     np.testing.assert_array_equal(p1.codes.unpack(), ref)
     # neighbours differ in exactly one unit
     check_edges_change_one_unit(p1)
+
+
+@pytest.mark.parametrize("act", [nn.Hardsigmoid(), nn.Softshrink(0.3), nn.Hardtanh(-0.5, 0.7), nn.LeakyReLU(0.2)])
+def test_registry_kink_units(act):
+    """Kink units with two kinks or a nonzero intercept, read from the registry."""
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Linear(2, 7), act, nn.Linear(7, 6), nn.ReLU(), nn.Linear(6, 1)).double()
+    part = partition(net, BOX)
+    polys = check_invariants(part, net, seed=1)
+    assert set(map(tuple, part.edge_index.tolist())) == shapely_adjacency(polys)
