@@ -70,11 +70,13 @@ def pairwise_distances(
     per_layer : bool
         Return the unweighted per-layer matrices ``(L, N, M)`` instead.
     backend : {"auto", "cpu", "numpy", "triton", "cupy"}
+        With dask codes: the backend of each tile on its worker.
 
     Returns
     -------
     array (N, M), or (L, N, M) with ``per_layer``
-        In ``codes_x``'s array type and device. Integer weights (or none): the smallest
+        In ``codes_x``'s array type and device (dask codes: a lazy dask array of tiles chunked
+        like the codes' rows, writable block by block with ``.to_zarr``). Integer weights (or none): the smallest
         integer dtype holding ``sum_l w_l B_l`` (see :func:`distance_dtype`); real
         weights: float64. Exact on every backend.
     """
@@ -93,6 +95,11 @@ def pairwise_distances(
         max_value = max(codes_x.layer_sizes, default=0)
     else:
         max_value = float(np.dot(np.ones(codes_x.n_layers) if w is None else w, codes_x.layer_sizes))
+    if codes_x.array_type == "dask":  # task graph of tiles, each on a worker with `backend` (see vqgeom._dask)
+        from . import _dask
+
+        return _dask.pairwise_distances(codes_x, codes_y, weights=weights, per_layer=per_layer, backend=backend,
+                                        out_dtype=distance_dtype(max_value, integer, "numpy"))
     name = resolve_backend(backend, codes_x.words)
     xp = codes_x.array_type
 

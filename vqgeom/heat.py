@@ -15,7 +15,7 @@ from ._arrays import array_module, to_numpy
 from ._validate import check_int, check_positive_scalar, check_weights
 from .codes import Codes
 
-__all__ = ["heat_kernel", "kernel_cosine", "compare", "Comparison"]
+__all__ = ["heat_kernel", "heat_matmat", "kernel_cosine", "compare", "Comparison"]
 
 
 def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
@@ -114,7 +114,9 @@ def compare(
     ----------
     models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
     X : array (N, ...), optional
-        The sample; not needed when ``models`` are Codes of one sample.
+        The sample; not needed when ``models`` are Codes of one sample. A dask array (or dask
+        codes) runs on the cluster: each (row block, column block) tile's partial sums on a
+        worker, summed by a tree; only the ``(S, M, M)`` sums come back.
     sigma2s : float or sequence of floats > 0
     squared : bool
         Heat kernel ``exp(-d**2 / sigma2)`` (Appendix A.2) instead of ``exp(-d / sigma2)``.
@@ -167,6 +169,11 @@ def compare(
 
     from ._backend import resolve_backend
 
+    if any(c.array_type == "dask" for c in codes):  # per-tile partial sums, tree-summed (vqgeom._dask)
+        from . import _dask
+
+        dots = _dask.compare_dots(codes, per_w, s2, squared=squared, backend=backend, block_rows=block_rows)
+        return Comparison(_cosines(dots), s2, list(names), squared)
     if resolve_backend(backend, codes[0].words) == "triton":
         return Comparison(_compare_triton(codes, per_w, s2, squared), s2, list(names), squared)
     m = len(codes)
@@ -188,9 +195,13 @@ def compare(
                     dots[si, a, b] += v
                     if a != b:
                         dots[si, b, a] += v
+    return Comparison(_cosines(dots), s2, list(names), squared)
+
+
+def _cosines(dots: np.ndarray) -> np.ndarray:
+    """Cosines from the ``(S, M, M)`` Frobenius inner products of the heat kernels."""
     norms = np.sqrt(np.einsum("saa->sa", dots))
-    sim = dots / (norms[:, :, None] * norms[:, None, :])
-    return Comparison(sim, s2, list(names), squared)
+    return dots / (norms[:, :, None] * norms[:, None, :])
 
 
 def _compare_triton(codes: list[Codes], per_w: list[Any], s2: np.ndarray, squared: bool) -> np.ndarray:
@@ -207,3 +218,76 @@ def _compare_triton(codes: list[Codes], per_w: list[Any], s2: np.ndarray, square
                                        s2, weights_a=per_w[a], weights_b=per_w[b], squared=squared)
             sim[:, a, b] = sim[:, b, a] = c
     return sim
+
+
+def heat_matmat(
+    codes: Codes,
+    V: Any,
+    sigma2: float,
+    *,
+    weights: Any = None,
+    squared: bool = False,
+    backend: str = "auto",
+    block_rows: int = 1024,
+) -> Any:
+    """Heat-kernel products ``exp(-D / sigma2) @ V`` over the VQ distances ``D`` of ``codes``.
+
+    Streamed: the ``N x N`` kernel is never held (memory ``O(block_rows * N)`` on the CPU route,
+    ``O(N)`` on the Triton route).
+
+    Parameters
+    ----------
+    codes : Codes, N rows
+    V : array (N,) or (N, k)
+        A vector (mat-vec) or the columns of a matrix (mat-mat).
+    sigma2 : float > 0
+    weights : per-layer weights of the VQ distance, optional
+    squared : bool
+        ``exp(-D**2 / sigma2)`` (Appendix A.2) instead.
+    backend : str
+        ``"triton"`` (CUDA torch codes; float32 products, about 1e-6 relative) or a CPU backend
+        (float64). Dask codes: the backend of each tile on its worker.
+    block_rows : int
+        Rows of ``D`` computed at a time.
+
+    Returns
+    -------
+    array of ``V``'s shape, float64
+        numpy for in-memory codes (torch float32 on the Triton route); for dask codes a lazy
+        dask array chunked like the codes' rows (per-tile products summed by a tree).
+    """
+    if not isinstance(codes, Codes):
+        raise TypeError(f"codes: expected vqgeom.Codes, got {type(codes).__name__}")
+    s2 = check_positive_scalar(sigma2, "sigma2")
+    block_rows = check_int(block_rows, "block_rows")
+    check_weights(weights, codes.n_layers)
+    n = codes.n
+    if tuple(V.shape[:1]) != (n,) or len(V.shape) not in (1, 2):
+        raise ValueError(f"V: expected shape ({n},) or ({n}, k) to match the {n} codes, got {tuple(V.shape)}")
+    vector = len(V.shape) == 1
+    if codes.array_type == "dask":
+        from . import _dask
+
+        out = _dask.heat_matmat(codes, V.reshape(n, 1) if vector else V, s2, weights=weights, squared=squared,
+                                backend=backend, block_rows=block_rows)
+        return out[:, 0] if vector else out
+    from ._backend import resolve_backend
+
+    if resolve_backend(backend, codes.words) == "triton":
+        import torch
+
+        from .kernels.triton import reductions
+
+        w, _ = check_weights(weights, codes.n_layers)
+        Vt = torch.as_tensor(to_numpy(V), dtype=torch.float32, device=codes.words.device).reshape(n, -1)
+        out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=w, squared=squared)
+        return out[:, 0] if vector else out
+    from .distances import pairwise_distances
+
+    Vn = to_numpy(V).astype(np.float64, copy=False).reshape(n, -1)
+    out = np.empty_like(Vn)
+    for r in range(0, n, block_rows):
+        D = to_numpy(pairwise_distances(codes[r : r + block_rows], codes, weights=weights, backend=backend))
+        D = D.astype(np.float64)
+        out[r : r + D.shape[0]] = np.exp(-(D * D if squared else D) / s2) @ Vn
+    return out[:, 0] if vector else out

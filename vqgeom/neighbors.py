@@ -42,7 +42,9 @@ def knn(
     distances : array (N, k)
         Ascending; ties are broken by the smaller index.
     indices : array (N, k) int64
-        Both in ``codes_x``'s array type.
+        Both in ``codes_x``'s array type. Dask codes: lazy dask arrays; each (row block,
+        column block) tile keeps its rows' k best on a worker, merged by a tree over column
+        blocks with the same tie rule (no task holds more than a tile).
     """
     from .distances import pairwise_distances
 
@@ -60,6 +62,15 @@ def knn(
         raise ValueError(f"k: expected at most {m} neighbours among {ref.n} reference rows, got {k}")
     from ._backend import resolve_backend
 
+    if codes_x.array_type == "dask" or ref.array_type == "dask":  # per-tile top k, tree-merged (vqgeom._dask)
+        from . import _dask
+        from .distances import distance_dtype
+        from ._validate import check_weights
+
+        w, integer = check_weights(weights, codes_x.n_layers)
+        max_value = float(np.dot(np.ones(codes_x.n_layers) if w is None else w, codes_x.layer_sizes))
+        return _dask.knn(codes_x, codes_y, k, weights=weights, exclude_self=exclude_self, backend=backend,
+                         out_dtype=distance_dtype(max_value, integer, "numpy"), block_rows=block_rows)
     if resolve_backend(backend, codes_x.words) == "triton":
         return _knn_triton(codes_x, ref, k, weights, exclude_self)
     n = codes_x.n
