@@ -16,8 +16,10 @@ __all__ = ["array_module", "to_numpy", "like_input", "describe"]
 
 def array_module(a: Any) -> str:
     """``'torch'``, ``'cupy'``, ``'dask'`` or ``'numpy'`` (anything else array-like counts as numpy)."""
-    dask_array = sys.modules.get("dask.array")
-    if dask_array is not None and isinstance(a, dask_array.Array):
+    # getattr: another thread may be importing dask.array right now (a dask worker deserialising a
+    # task); until its Array class exists no object can be one.
+    dask_array_cls = getattr(sys.modules.get("dask.array.core"), "Array", None)
+    if dask_array_cls is not None and isinstance(a, dask_array_cls):
         return "dask"
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(a, torch.Tensor):

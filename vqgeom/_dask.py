@@ -454,19 +454,34 @@ def encode(model: Any, X: Any, *, batch_size: int | None, allow_non_cpa: bool, b
     # The layer structure, from the first row on the client (it fixes the blocks' shapes).
     probe = encode_in_memory(model, np.asarray(X[:1].compute()), **kw)
     meta = _meta(probe)
-    model_d = delayed(model, name=f"vqgeom-model-{uuid.uuid4().hex}", traverse=False)
+    # The model travels as pickled bytes in one key: each worker fetches it once and unpickles it
+    # once (cached by token). Bytes, not the module: distributed's own torch serializer rebuilds
+    # a module's hook dicts as plain dicts, which torch then cannot hook.
+    import cloudpickle
+
     tok = uuid.uuid4().hex
+    model_d = delayed(cloudpickle.dumps(model), name=f"vqgeom-model-{tok}", traverse=False)
     parts = []
     for i, (xb, n) in enumerate(zip(X.to_delayed().reshape(len(X.chunks[0]), -1)[:, 0], X.chunks[0])):
-        blk = delayed(_encode_block, pure=True)(model_d, xb, meta, kw, dask_key_name=f"vqgeom-encode-{tok}-{i}")
+        blk = delayed(_encode_block, pure=True)(tok, model_d, xb, meta, kw, dask_key_name=f"vqgeom-encode-{tok}-{i}")
         parts.append(da.from_delayed(blk, shape=(int(n), probe.n_words), dtype=np.uint32,
                                      meta=np.empty((0, 0), np.uint32)))
     return _replace(probe, da.concatenate(parts, axis=0))
 
 
-def _encode_block(model: Any, xb: Any, meta: Codes, kw: dict) -> np.ndarray:
+_MODELS: dict[str, Any] = {}  # per worker process: token -> unpickled model (the last few)
+
+
+def _encode_block(tok: str, payload: bytes, xb: Any, meta: Codes, kw: dict) -> np.ndarray:
+    import pickle
+
     from .encoding import encode as encode_in_memory
 
+    model = _MODELS.get(tok)
+    if model is None:
+        while len(_MODELS) >= 4:
+            _MODELS.pop(next(iter(_MODELS)))
+        model = _MODELS[tok] = pickle.loads(payload)
     c = encode_in_memory(model, xb, **kw)
     if c.layer_sizes != meta.layer_sizes:
         raise ValueError(
