@@ -192,7 +192,9 @@ def _tile_topk(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: 
             rows = np.arange(D.shape[0])
             cols = r0 + s + rows - c0  # the query's own column, when it falls inside this tile
             ok = (cols >= 0) & (cols < m)
-            D[rows[ok], cols[ok]] = np.inf if float_d else np.iinfo(np.int64).max
+            rows, cols = rows[ok], cols[ok]
+            # above every distance of the tile, so it sorts last here; made the global sentinel below
+            D[rows, cols] = np.inf if float_d else (int(D.max()) + 1 if D.size else 0)
         if float_d:
             idx = np.argsort(D, axis=1, kind="stable")[:, :kk]  # stable: ties keep index order
         else:
@@ -206,6 +208,10 @@ def _tile_topk(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: 
             else:
                 idx = np.argsort(D, axis=1, kind="stable")[:, :kk]
         d = np.take_along_axis(D, idx, axis=1)
+        if exclude_self and not float_d:
+            # the query itself, if selected, goes after every real candidate of every tile in the merge
+            own = idx == (r0 + s + np.arange(idx.shape[0]) - c0)[:, None]
+            d[own] = np.iinfo(np.int64).max
         if out_d is None:
             out_d = np.empty((n, kk), dtype=d.dtype)
         out_d[s : s + step] = d
