@@ -139,9 +139,13 @@ def test_knn_cross_sets_and_k_larger_than_a_column_block(client):
     dd, ii = dask.compute(*vqgeom.knn(dq, dc, k=30))
     np.testing.assert_array_equal(ii, i)
     np.testing.assert_array_equal(dd, d)
-    dd, ii = dask.compute(*vqgeom.knn(q, dc, k=5))  # numpy queries against dask references
-    d, i = vqgeom.knn(q, c, k=5)
+    c1, dc1 = random_codes("knn-one", 40, (20, 12), 40)  # one tile: its selection is sorted at the end
+    d, i = vqgeom.knn(c1, k=3)
+    dd, ii = dask.compute(*vqgeom.knn(dc1, k=3))
     np.testing.assert_array_equal(ii, i)
+    np.testing.assert_array_equal(dd, d)
+    with pytest.raises(ValueError, match="same array type"):
+        vqgeom.knn(q, dc, k=5)  # numpy queries against dask references: wrap them with da.from_array
 
 
 def test_heat_products_and_embedding(client):

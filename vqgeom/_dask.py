@@ -178,46 +178,28 @@ def _slabs(n_rows: int, n_cols: int, block_rows: int) -> tuple[range, int]:
 
 
 def _tile_topk(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: int, exclude_self: bool, block_rows: int):
-    """The ``min(k, cols)`` best columns of each row of the tile, as (distances, global indices)."""
+    """Each row's best columns of the tile, as (distances, global indices), selected like the
+    in-memory k-NN (:func:`vqgeom.neighbors.smallest`: ties to the smaller index). With
+    ``exclude_self`` a row keeps ``k + 1`` and its own column, if kept, gets a distance above
+    every real one (int64 max or inf), so the merge puts it last."""
+    from .neighbors import smallest
+
     n, m = int(bx.shape[0]), int(by.shape[0])
-    kk = min(k, m)
-    float_d = None
-    out_d, out_i = None, np.empty((n, kk), dtype=np.int64)
+    kk = min(k + 1 if exclude_self else k, m)
+    out_d, out_i = np.empty((n, kk), dtype=np.int64), np.empty((n, kk), dtype=np.int64)
     rng, step = _slabs(n, m, block_rows)
     for s in rng:
         D = _host(_tile_distance(bx[s : s + step], by, meta, weights, False, backend))
-        float_d = D.dtype.kind == "f"
-        D = D.astype(np.float64 if float_d else np.int64)
+        pos = smallest(D, kk)
+        d = np.take_along_axis(D, pos, axis=1)
+        d = d.astype(np.float64 if d.dtype.kind == "f" else np.int64)
         if exclude_self:
-            rows = np.arange(D.shape[0])
-            cols = r0 + s + rows - c0  # the query's own column, when it falls inside this tile
-            ok = (cols >= 0) & (cols < m)
-            rows, cols = rows[ok], cols[ok]
-            # above every distance of the tile, so it sorts last here; made the global sentinel below
-            D[rows, cols] = np.inf if float_d else (int(D.max()) + 1 if D.size else 0)
-        if float_d:
-            idx = np.argsort(D, axis=1, kind="stable")[:, :kk]  # stable: ties keep index order
-        else:
-            # One exact key per entry, (distance, column) in lexicographic order; an argpartition
-            # on it then gives the same k columns as a stable full sort.
-            dmax = int(D.max()) if D.size else 0
-            if dmax < (2**62) // max(m, 1) and kk < m:
-                key = D * m + np.arange(m)
-                part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
-                idx = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, axis=1), axis=1), axis=1)
-            else:
-                idx = np.argsort(D, axis=1, kind="stable")[:, :kk]
-        d = np.take_along_axis(D, idx, axis=1)
-        if exclude_self and not float_d:
-            # the query itself, if selected, goes after every real candidate of every tile in the merge
-            own = idx == (r0 + s + np.arange(idx.shape[0]) - c0)[:, None]
-            d[own] = np.iinfo(np.int64).max
-        if out_d is None:
-            out_d = np.empty((n, kk), dtype=d.dtype)
+            own = pos == (r0 + s + np.arange(D.shape[0]) - c0)[:, None]
+            d[own] = np.inf if d.dtype.kind == "f" else np.iinfo(np.int64).max
+        if s == 0 and d.dtype != out_d.dtype:
+            out_d = out_d.astype(d.dtype)
         out_d[s : s + step] = d
-        out_i[s : s + step] = idx + c0
-    if out_d is None:
-        out_d = np.empty((n, kk), dtype=np.int64)
+        out_i[s : s + step] = pos + c0
     return out_d, out_i
 
 
@@ -233,8 +215,8 @@ def _merge_topk(k: int):
 
 
 def _finish_topk(part, k: int, out_dtype):
-    d, i = part
-    return d[:, :k].astype(out_dtype), np.ascontiguousarray(i[:, :k])
+    d, i = _merge_topk(k)(part)  # sorts a lone tile's selection too (it comes in column order)
+    return d.astype(out_dtype), np.ascontiguousarray(i)
 
 
 def _tile_heat(bx, by, V, meta: Codes, weights, backend: str, s2: float, squared: bool, block_rows: int):

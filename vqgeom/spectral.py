@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import to_numpy
-from ._validate import check_int, check_positive_scalar, check_weights
+from ._validate import check_int, check_positive_scalar
 from .codes import Codes
 
 __all__ = ["heat_embedding", "HeatEmbedding"]
@@ -69,13 +69,19 @@ def heat_embedding(
         computed tile by tile on the workers (:func:`vqgeom.heat_matmat`), each tile with
         this backend; ``eigenvectors`` and ``embedding`` come back as dask arrays.
     block_rows : int
-        Rows per block on the CPU route.
+        Rows per block on the CPU route, at most (shrunk so a float64 block stays near
+        128 MB).
     tol : float
         Lanczos tolerance (the GPU products are float32: about 1e-6 relative).
 
     Returns
     -------
     HeatEmbedding
+
+    Notes
+    -----
+    Memory: ``O(N k)`` for the Lanczos vectors plus one block of distances (CPU: about
+    128 MB of float64 rows; GPU: the streamed kernel's tiles), never the ``N x N`` kernel.
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -87,16 +93,22 @@ def heat_embedding(
     n = codes.n
     if k >= n:
         raise ValueError(f"n_components: expected fewer than the {n} rows, got {k}")
-    check_weights(weights, codes.n_layers)
+    from .distances import codes_weights
+    from .heat import heat_matmat
+
+    if not isinstance(squared, (bool, np.bool_)):
+        raise TypeError(f"squared: expected a bool, got {type(squared).__name__} {squared!r}")
+    tol = float(check_positive_scalar(tol, "tol")) if tol != 0 else 0.0
+    wt = codes_weights(codes, weights)
     if codes.array_type == "dask":
         # Lanczos runs here; each product is a graph of tiles on the workers. The codes are
         # persisted once so that the iterations do not recompute them (e.g. re-encode).
         codes = dataclasses.replace(codes, words=codes.words.persist())
-    from .heat import heat_matmat
 
     def matmat(V: np.ndarray) -> np.ndarray:
-        V = np.asarray(V, dtype=np.float64).reshape(n, -1)
-        out = heat_matmat(codes, V, s2, weights=weights, squared=squared, backend=backend, block_rows=block_rows)
+        # triton: float32 products on the GPU; CPU: float64 row blocks; dask: graphs of tiles
+        out = heat_matmat(codes, np.asarray(V, dtype=np.float64).reshape(n, -1), s2, weights=wt, squared=squared,
+                          backend=backend, block_rows=block_rows)
         return to_numpy(out).astype(np.float64).reshape(n, -1)
 
     op = LinearOperator((n, n), matvec=lambda v: matmat(v)[:, 0], matmat=matmat, dtype=np.float64)
