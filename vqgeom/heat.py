@@ -15,7 +15,7 @@ from ._arrays import array_module, to_numpy
 from ._validate import check_int, check_positive_scalar
 from .codes import Codes
 
-__all__ = ["heat_kernel", "kernel_cosine", "compare", "Comparison"]
+__all__ = ["heat_kernel", "heat_matmat", "kernel_cosine", "compare", "Comparison"]
 
 
 def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
@@ -244,7 +244,10 @@ def compare(
     ----------
     models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
     X : array (N, ...), optional
-        The sample; not needed when ``models`` are Codes of one sample.
+        The sample; not needed when ``models`` are Codes of one sample. A dask array (or dask
+        codes) runs on the cluster: each (row block, column block) tile's partial sums on a
+        worker, summed by a tree; only the ``(S, M, M)`` sums come back (``heat_cosine`` with
+        shared sigma2s only).
     sigma2s : float, sequence of S floats, (S, M) array, or ``"per_network"``
         Bandwidths > 0: shared by all networks (scalar or 1-D), one per network and step
         (2-D), or each network's median heuristic (``"per_network"``: the median of its
@@ -278,8 +281,27 @@ def compare(
 
     block_rows = check_int(block_rows, "block_rows")
     measures = check_measures(measure)
-    codes, per_w, names = _prepare(models, X, weights, names, backend)
-    return run_compare(codes, per_w, names, sigma2s, measures, bool(squared), backend, method, block_rows, progress)
+    codes, wts, names = _prepare(models, X, weights, names, backend)
+    if any(c.array_type == "dask" for c in codes):  # per-tile partial sums, tree-summed (vqgeom._dask)
+        from . import _dask
+        from ._validate import check_sigma2s
+
+        if measures != ("heat_cosine",) or isinstance(sigma2s, str) or np.ndim(sigma2s) > 1:
+            raise ValueError(f"measure: dask codes support measure='heat_cosine' with shared sigma2s only, got "
+                             f"measure={measures}, sigma2s={sigma2s if isinstance(sigma2s, str) else np.shape(sigma2s)}")
+        s2 = check_sigma2s(sigma2s)
+        per_w = list(weights) if _per_network(weights, len(codes)) else [weights] * len(codes)
+        dots = _dask.compare_dots(codes, per_w, s2, squared=squared, backend=backend, block_rows=block_rows)
+        sim = _cosines(dots)
+        return Comparison(sim, s2, names, bool(squared), values={"heat_cosine": sim},
+                          bandwidths=np.repeat(s2[:, None], len(codes), axis=1), route="dask")
+    return run_compare(codes, wts, names, sigma2s, measures, bool(squared), backend, method, block_rows, progress)
+
+
+def _cosines(dots: np.ndarray) -> np.ndarray:
+    """Cosines from the ``(S, M, M)`` Frobenius inner products of the heat kernels."""
+    norms = np.sqrt(np.einsum("saa->sa", dots))
+    return dots / (norms[:, :, None] * norms[:, None, :])
 
 
 def _per_network(weights: Any, n_networks: int) -> bool:
@@ -311,3 +333,80 @@ def _compare_triton(codes: list[Codes], wts: list[Any], s2: np.ndarray, squared:
                                        divisor_a=wts[a].divisor, divisor_b=wts[b].divisor)
             sim[:, a, b] = sim[:, b, a] = c
     return sim
+
+
+def heat_matmat(
+    codes: Codes,
+    V: Any,
+    sigma2: float,
+    *,
+    weights: Any = None,
+    squared: bool = False,
+    backend: str = "auto",
+    block_rows: int = 1024,
+) -> Any:
+    """Heat-kernel products ``exp(-D / sigma2) @ V`` over the VQ distances ``D`` of ``codes``.
+
+    Streamed: the ``N x N`` kernel is never held (memory ``O(block_rows * N)`` on the CPU route,
+    ``O(N)`` on the Triton route).
+
+    Parameters
+    ----------
+    codes : Codes, N rows
+    V : array (N,) or (N, k)
+        A vector (mat-vec) or the columns of a matrix (mat-mat).
+    sigma2 : float > 0
+    weights : per-layer weights of the VQ distance, optional
+    squared : bool
+        ``exp(-D**2 / sigma2)`` (Appendix A.2) instead.
+    backend : str
+        ``"triton"`` (CUDA torch codes; float32 products, about 1e-6 relative) or a CPU backend
+        (float64). Dask codes: the backend of each tile on its worker.
+    block_rows : int
+        Rows of ``D`` computed at a time, at most (shrunk so a float64 block stays near 128 MB).
+
+    Returns
+    -------
+    array of ``V``'s shape, float64
+        numpy for in-memory codes (torch float32 on the Triton route); for dask codes a lazy
+        dask array chunked like the codes' rows (per-tile products summed by a tree).
+    """
+    from .distances import _distances, codes_weights
+
+    if not isinstance(codes, Codes):
+        raise TypeError(f"codes: expected vqgeom.Codes, got {type(codes).__name__}")
+    s2 = check_positive_scalar(sigma2, "sigma2")
+    block_rows = check_int(block_rows, "block_rows")
+    if not isinstance(squared, (bool, np.bool_)):
+        raise TypeError(f"squared: expected a bool, got {type(squared).__name__} {squared!r}")
+    wt = codes_weights(codes, weights)
+    n = codes.n
+    if tuple(V.shape[:1]) != (n,) or len(V.shape) not in (1, 2):
+        raise ValueError(f"V: expected shape ({n},) or ({n}, k) to match the {n} codes, got {tuple(V.shape)}")
+    vector = len(V.shape) == 1
+    if codes.array_type == "dask":
+        from . import _dask
+
+        out = _dask.heat_matmat(codes, V.reshape(n, 1) if vector else V, s2, weights=weights, squared=squared,
+                                backend=backend, block_rows=block_rows)
+        return out[:, 0] if vector else out
+    from ._backend import resolve_backend
+
+    name = resolve_backend(backend, codes.words)
+    if name == "triton":
+        import torch
+
+        from .kernels.triton import reductions
+
+        Vt = torch.as_tensor(to_numpy(V), dtype=torch.float32, device=codes.words.device).reshape(n, -1)
+        out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
+                                     divisor=wt.divisor)
+        return out[:, 0] if vector else out
+    # Row blocks of at most ~128 MB of float64 (the block, its square and exponential).
+    rows = int(max(1, min(block_rows, (128 << 20) // (24 * max(n, 1)))))
+    Vn = to_numpy(V).astype(np.float64, copy=False).reshape(n, -1)
+    out = np.empty_like(Vn)
+    for r in range(0, n, rows):
+        D = to_numpy(_distances(codes[r : r + rows], codes, wt, name)).astype(np.float64)
+        out[r : r + D.shape[0]] = np.exp(-(D * D if squared else D) / s2) @ Vn
+    return out[:, 0] if vector else out
