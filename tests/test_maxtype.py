@@ -319,3 +319,13 @@ def test_removing_an_operation_from_the_allow_list_makes_encoding_raise(func, mo
     monkeypatch.delitem(AFFINE, func)
     with pytest.raises(EncodingError, match=func.__name__):
         vqgeom.encode(net, X)
+
+
+@pytest.mark.parametrize("g", [4, 8, 16, 32])
+@pytest.mark.parametrize("m", [1, 3, 8, 9, 33])
+def test_one_hot_words_match_the_oracles_bits(g, m):
+    from vqgeom._trace import _one_hot_words
+
+    idx = np.random.default_rng(g * 100 + m).integers(0, g, size=(5, m))
+    got = _one_hot_words(torch.from_numpy(idx), g).numpy().view(np.uint32)
+    np.testing.assert_array_equal(got, pack_bits(reference.max_bits(idx, g), [m * g]))

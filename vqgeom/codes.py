@@ -79,12 +79,13 @@ def pack_bits(bits: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
         if b == 0:
             continue
         nw = offs[l + 1] - offs[l]
-        padded = np.zeros((n, nw * 32), dtype=np.uint8)
-        padded[:, :b] = bits[:, start : start + b]
-        # bitorder='little' puts unit k at bit k % 8 of byte k // 8; four consecutive
-        # little-endian bytes then form the uint32 word with unit k at bit k % 32.
-        as_bytes = np.packbits(padded, axis=1, bitorder="little")
-        out[:, offs[l] : offs[l + 1]] = as_bytes.view("<u4").reshape(n, nw)
+        # bitorder='little' puts unit k at bit k % 8 of byte k // 8 (the last byte padded
+        # with zeros); four consecutive little-endian bytes then form the uint32 word with
+        # unit k at bit k % 32. Only the packed bytes are padded to whole words.
+        as_bytes = np.packbits(bits[:, start : start + b], axis=1, bitorder="little")
+        if as_bytes.shape[1] != 4 * nw:
+            as_bytes = np.concatenate([as_bytes, np.zeros((n, 4 * nw - as_bytes.shape[1]), dtype=np.uint8)], axis=1)
+        out[:, offs[l] : offs[l + 1]] = np.ascontiguousarray(as_bytes).view("<u4").reshape(n, nw)
         start += b
     return out
 

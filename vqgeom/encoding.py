@@ -159,6 +159,21 @@ def _as_input(X: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(arr).to(device=device, dtype=dtype)
 
 
+def _check_finite(X: Any) -> None:
+    """``check_finite_nonempty`` at the cost of one sum: NaN and inf propagate into it, and
+    only a non-finite sum (or one that overflowed) pays for the full scan and its message."""
+    shape = tuple(X.shape)
+    xp = array_module(X)
+    if len(shape) == 0 or shape[0] == 0 or xp == "cupy" or (xp == "torch" and X.device.type == "meta"):
+        check_finite_nonempty(X, "X")
+        return
+    if xp == "torch":
+        if X.is_floating_point() and not bool(torch.isfinite(X.sum())):
+            check_finite_nonempty(X, "X")
+    elif X.dtype.kind == "f" and not np.isfinite(X.sum()):
+        check_finite_nonempty(X, "X")
+
+
 def _check_real(X: Any) -> None:
     """Complex inputs have no sign: raise (for torch as for numpy) instead of dropping the imaginary part."""
     dt = X.dtype
@@ -226,7 +241,7 @@ def encode(
     if array_module(X) == "numpy":
         X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
     _check_real(X)
-    check_finite_nonempty(X, "X")
+    _check_finite(X)
     if len(X.shape) == 1:
         raise ValueError(
             f"X: expected a batch of inputs with a leading batch dimension (N, ...), got a 1-D array of shape "
@@ -259,13 +274,29 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
         progress = n > 8 * bs
     stack: list[str] = []
     classes: dict[str, str] = {}
-    handles = []
+    labels: dict[int, str] = {}
     for mname, mod in net.named_modules():
         label = mname or type(net).__name__
+        labels[id(mod)] = label
         classes[label] = type(mod).__name__
-        # Hooks must return None: a forward hook's return value would replace the output.
-        handles.append(mod.register_forward_pre_hook(lambda m, a, label=label: stack.append(label) and None))
-        handles.append(mod.register_forward_hook(lambda m, a, o: stack.pop() and None))
+    pushed: list[bool] = []
+
+    # One pair of global module hooks (two handles per encode, not two per module); they
+    # track this network's modules only. Hooks must return None: a forward hook's return
+    # value would replace the output.
+    def pre_hook(m, a):
+        label = labels.get(id(m))
+        if label is not None:
+            stack.append(label)
+        pushed.append(label is not None)
+
+    def post_hook(m, a, o):
+        if pushed and pushed.pop() and stack:
+            stack.pop()
+
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    handles = [register_module_forward_pre_hook(pre_hook), register_module_forward_hook(post_hook)]
     words_parts: list[Any] = []
     layout: tuple | None = None
     try:
@@ -277,6 +308,7 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
                 xb = _as_input(X[s:e], dtype, device)
                 rec = Tracer(xb, allow_non_cpa, stack, classes=classes)
                 stack.clear()
+                pushed.clear()
                 try:
                     with rec:
                         net(xb)
