@@ -307,6 +307,10 @@ class Tracer(TorchFunctionMode):
     :attr:`groups`, :attr:`names`; :meth:`check_finite` raises on non-finite values.
     """
 
+    #: Take the device route (torch packing, counts kept as tensors, one sync per batch)
+    #: for CPU tensors too: the tests run that route here, where no GPU is.
+    device_route = False
+
     def __init__(self, x: torch.Tensor, allow_non_cpa: bool, stack: list[str], affine: dict | None = None,
                  classes: dict | None = None):
         super().__init__()
@@ -314,7 +318,7 @@ class Tracer(TorchFunctionMode):
         self.allow_non_cpa = allow_non_cpa
         self.stack = stack
         self.rows = int(x.shape[0])
-        self.on_device = x.device.type != "cpu"
+        self.on_device = x.device.type != "cpu" or self.device_route
         # X-dependent tensors carry this tracer's token as an attribute (a dict lookup per
         # argument); tensors that take no attributes go to a weak-id dictionary instead.
         self.token = object()
