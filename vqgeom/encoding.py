@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ._arrays import array_module, describe, to_numpy
 from ._trace import EncodingError, Tracer
-from ._validate import check_finite_nonempty, check_int
+from ._validate import check_finite_nonempty, check_int, reject_codes
 from .codes import Codes, pack_bits
 
 __all__ = ["encode", "Hyperplanes", "EncodingError"]
@@ -223,6 +223,7 @@ def encode(
     """
     from ._backend import resolve_backend
 
+    reject_codes(X, "X")
     if array_module(X) == "numpy":
         X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
     _check_real(X)
