@@ -74,6 +74,11 @@ def mds(K_or_codes: Any, n_components: int = 3, *, weights: Any = None) -> MDSRe
     -------
     MDSResult
         Arrays in the input's array type (codes: their words' type).
+
+    Notes
+    -----
+    Memory: from codes, the centred float64 codes ``N x B`` (8 N B bytes) and the ``B x B``
+    Gram matrix; from a matrix, a float64 copy of ``K`` and its centred form.
     """
     k = check_int(n_components, "n_components")
     if isinstance(K_or_codes, Codes):
