@@ -178,7 +178,12 @@ class Codes:
         want = "int32" if xp == "torch" else "uint32"
         if str(self.words.dtype).replace("torch.", "") != want:
             raise TypeError(f"words: expected {want} words for a {xp} array, got dtype {self.words.dtype}")
-        _check_padding(self.words, sizes)
+        if xp == "dask":
+            from ._dask import normalize_words
+
+            object.__setattr__(self, "words", normalize_words(self.words))
+        else:
+            _check_padding(self.words, sizes)  # dask blocks are checked where they are computed
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -231,7 +236,7 @@ class Codes:
 
     @property
     def array_type(self) -> str:
-        """``'numpy'``, ``'torch'`` or ``'cupy'``: the type distances are returned in."""
+        """``'numpy'``, ``'torch'``, ``'cupy'`` or ``'dask'``: the type distances are returned in."""
         return array_module(self.words)
 
     def __repr__(self) -> str:
@@ -377,6 +382,10 @@ class Codes:
             import cupy
 
             words = cupy.concatenate([p.words for p in parts], axis=0)
+        elif xp == "dask":
+            import dask.array as da
+
+            words = da.concatenate([p.words for p in parts], axis=0)
         else:
             words = np.concatenate([p.words for p in parts], axis=0)
         return Codes(words, first.layer_sizes, first.layer_names, first.groups)
@@ -453,6 +462,40 @@ class Codes:
             raise ValueError(f"{what} holds an invalid Codes layout: {exc}") from None
 
 
+    def to_zarr(self, store: Any, *, chunk_rows: int | None = None, overwrite: bool = False) -> None:
+        """Write the codes to a Zarr group, for codes that do not fit in memory.
+
+        Parameters
+        ----------
+        store : str, path or zarr store
+            Where the group goes (a directory path gives a local Zarr v3 store).
+        chunk_rows : int, optional
+            Rows per Zarr chunk (default: the dask chunk, or about 16 MB of words). Every chunk
+            holds whole rows (all words of a row), so readers get row blocks.
+        overwrite : bool
+            Replace an existing group instead of raising.
+
+        The group holds one ``uint32`` array ``words`` of shape ``(N, W)`` and, as attributes,
+        ``layer_sizes``, ``layer_names`` (and any other per-layer field of :class:`Codes`) plus
+        ``vqgeom_codes_format``. Dask words are written block by block on the workers. Needs the
+        ``[distributed]`` extra (zarr).
+        """
+        from ._dask import to_zarr
+
+        to_zarr(self, store, chunk_rows=chunk_rows, overwrite=overwrite)
+
+    @classmethod
+    def from_zarr(cls, store: Any, *, chunks: int | None = None) -> "Codes":
+        """Dask-backed codes over a group written by :meth:`to_zarr`; nothing is read until computed.
+
+        ``chunks`` sets the rows per dask block (default: the Zarr chunk). Use
+        ``.to("numpy")`` to load them into memory. Needs the ``[distributed]`` extra.
+        """
+        from ._dask import from_zarr
+
+        return from_zarr(store, chunks=chunks)
+
+
 def _int_tuple(values: Any, name: str) -> tuple[int, ...]:
     """Integers (Python or numpy, not bool) as a tuple, or raise naming ``name``."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
@@ -468,8 +511,8 @@ def _int_tuple(values: Any, name: str) -> tuple[int, ...]:
 def _check_padding(words: Any, sizes: Sequence[int]) -> None:
     """Raise unless every padding bit (above the last unit of each layer's last word) is zero."""
     xp = array_module(words)
-    if xp == "numpy" and not isinstance(words, np.ndarray):
-        return  # not materialised here (e.g. a lazy array): checked where its blocks are computed
+    if xp not in ("numpy", "torch", "cupy") or (xp == "numpy" and not isinstance(words, np.ndarray)):
+        return  # not materialised here (a lazy array): nothing to read without computing it
     if xp == "torch" and words.device.type == "meta":
         return
     offs = layer_word_offsets(sizes)
