@@ -254,8 +254,9 @@ def test_heat_kernel_nan_and_complex():
 
 @pytest.mark.parametrize(
     "sigma2s, exc",
-    [(["a"], TypeError), ([[1.0, 2.0]], TypeError), ([], ValueError), ([1.0, -1.0], ValueError),
-     ("1.0", TypeError), ([1.0, float("nan")], ValueError), (None, TypeError), ([True], TypeError)],
+    [(["a"], TypeError), ([[1.0, 2.0, 3.0]], ValueError), ([[[1.0]]], ValueError), ([[1.0, "b"]], TypeError),
+     ([], ValueError), ([1.0, -1.0], ValueError), ("1.0", (TypeError, ValueError)), ([1.0, float("nan")], ValueError),
+     (None, TypeError), ([True], TypeError)],
 )
 def test_compare_sigma2s(sigma2s, exc):
     # Was: unrelated errors for strings and nested lists; sigma2s=[] computed everything for nothing.
