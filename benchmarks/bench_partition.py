@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--dist-threads", type=int, default=None, help="threads for weighted d_Omega (default: all)")
     ap.add_argument("--dist-width", type=int, default=128, help="width of the net for the d_Omega timing")
-    ap.add_argument("--dist-regions", type=int, default=20000, help="regions for the all-pairs d_Omega timing")
+    ap.add_argument("--dist-regions", type=int, default=20000,
+                    help="regions for the all-pairs d_Omega timing (0: skip it)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",")]
@@ -191,10 +192,10 @@ def main(argv=None) -> int:
 
     part = partition(mlp(args.dist_width, args.depth, 0), BOX)
     n = min(args.dist_regions, part.n_regions)
-    sample = np.random.default_rng(0).choice(n, size=min(100, n), replace=False)
+    sample = np.random.default_rng(0).choice(max(n, 1), size=min(100, n), replace=False)
     dist = {"width": args.dist_width, "regions": part.n_regions, "sources": n,
             "loadavg_before": os.getloadavg()}
-    for tag, w in (("unweighted", None), ("weights_1_2_3", (1.0, 2.0, 3.0))):
+    for tag, w in (("unweighted", None), ("weights_1_2_3", (1.0, 2.0, 3.0))) if n else ():
         part.distances(w, sources=np.arange(min(n, 64)))  # compile / warm up
         t_dist, dmax = 0.0, 0.0
         for c0 in range(0, n, 4096):
@@ -229,7 +230,7 @@ def main(argv=None) -> int:
               f"{r['vqgeom_s']:>9.3f} {r['vqgeom_regions_per_s']:>10.0f} {r.get('regioncam_s', float('nan')):>11.3f} "
               f"{r.get('ratio_vqgeom_over_regioncam', float('nan')):>6.2f}")
     print(f"\nload average at the end: {os.getloadavg()}")
-    for tag in ("unweighted", "weights_1_2_3"):
+    for tag in ("unweighted", "weights_1_2_3") if n else ():
         print(f"all-pairs d_Omega ({tag}): {n} x {part.n_regions} in {dist[tag]['all_pairs_s']:.2f} s "
               f"(scipy's Dijkstra would take ~{dist[tag]['scipy_all_pairs_estimate_s']:.0f} s)")
 
