@@ -102,7 +102,7 @@ def cluster(args, ops, ref_files) -> list[dict]:
 
     rows = []
     codes = make_codes(args.n)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
         for op in ops:
             client.restart()  # fresh workers: their peak RSS is this operation's
@@ -135,6 +135,28 @@ def cluster(args, ops, ref_files) -> list[dict]:
                          "times_s": times, "cpu_s": statistics.median(cpus), "peak_rss_MB": [round(p / 2**20) for p in peaks.values()],
                          "check": check, "load": loads})
     return rows
+
+
+# Per-GPU rates from benchmarks/results/gpu-h200-2026-11-26.md (B = 288): heat-kernel mat-vec at N = 10^6 in
+# 663 ms; streamed k-NN (k = 10) at N = 10^5 in 54.6 ms.
+H200_PAIRS_PER_S = {"heat": 1e12 / 0.663, "knn": 1e10 / 0.0546}
+LINK_BYTES_PER_S = 1.25e9  # 10 Gb/s between nodes
+
+
+def cost_model(rows: list[dict]) -> list[str]:
+    """Markdown table: work at N = 10^7 and 10^8 from the measured rates (cluster, per CPU second)."""
+    cpu = {r["op"]: r["pairs_per_cpu_s"] for r in rows if r["config"].startswith("LocalCluster")}
+    lines = ["| N | op | pairs | CPU core-hours (measured rate) | H200 GPU-hours | codes (36 B/row) | "
+             "codes to each worker per pass at 10 Gb/s |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for n in (10**7, 10**8):
+        for op in ("knn", "heat"):
+            if op not in cpu:
+                continue
+            pairs = float(n) * n
+            lines.append(f"| 10^{int(np.log10(n))} | {op} | {pairs:.0e} | {pairs / cpu[op] / 3600:,.0f} "
+                         f"({cpu[op]:.2g} pairs/CPU-s) | {pairs / H200_PAIRS_PER_S[op] / 3600:.2f} | "
+                         f"{n * 36 / 1e9:.2f} GB | {n * 36 / LINK_BYTES_PER_S:.1f} s |")
+    return lines
 
 
 def main() -> None:
@@ -201,6 +223,8 @@ def main() -> None:
         lines.append(f"| {r['op']} | {r['config']} | {r['median_s']:.2f} | {r['cpu_s']:.1f} | {r['pairs_per_s']:.3g} | "
                      f"{r['pairs_per_cpu_s']:.3g} | "
                      f"{r['median_s'] / base[r['op']]:.2f} | {' / '.join(map(str, r['peak_rss_MB']))} | {r['check']} | {r['load'][0]} |")
+    lines += ["", "Cost model (all pairs; B = 288; the per-core rate is the cluster's pairs per CPU second above, the "
+              "per-GPU rate from gpu-h200-2026-11-26.md):", ""] + cost_model(rows)
     (out / "distributed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
