@@ -316,8 +316,9 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
     best, since_best, reason = float("inf"), 0, "max_epochs"
     acc = 0.0
     t0 = time.perf_counter()
-    bar = tqdm(range(max_epochs), desc=desc, disable=not progress, leave=False, mininterval=0.5)
-    for _ in bar:
+    # Updated by hand: iterating a tqdm closes it on break, before the stop can be shown.
+    bar = tqdm(total=max_epochs, desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    for _ in range(max_epochs):
         order = torch.randperm(n, generator=gen) if bs < n else torch.arange(n)
         total, correct = 0.0, 0
         for i in range(0, n, bs):
@@ -335,6 +336,7 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
         acc = correct / n
         history.append(epoch_loss)
         bar.set_postfix(loss=f"{epoch_loss:.4g}", acc=f"{acc:.3f}", refresh=False)
+        bar.update(1)
         if acc == 1.0 and epoch_loss < loss_tol:
             reason = "converged"
             break
@@ -345,6 +347,12 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
             if since_best >= patience:
                 reason = "plateau"
                 break
+    if len(history) < max_epochs:
+        # Stopped early: max_epochs was only a budget, so the bar ends full at the epochs that ran,
+        # with the reason, instead of stalling at e.g. 43/2000.
+        bar.total = len(history)
+        bar.set_description_str(f"{desc} ({reason})" if desc else reason, refresh=False)
+        bar.refresh()
     bar.close()
     model.eval()
     seconds = time.perf_counter() - t0
