@@ -622,3 +622,10 @@ def test_errors_name_the_argument():
             partition((np.eye(len(b) // 2), np.zeros(len(b) // 2)), b)
     # an interval of length 2e300 is fine in 1-D
     np.testing.assert_array_equal(partition((np.eye(1), np.zeros(1)), (-1e300, 1e300)).areas, [1e300, 1e300])
+    # a deep net whose pre-activations overflow float64: refused, not garbage
+    A = np.array([[1e200, 1.0], [1.0, -1e200]])
+    for bounds in (BOX, (-1.0, 1.0)):
+        net = [(A[:, : len(bounds) // 2], np.zeros(2)), (A, np.zeros(2))]
+        with pytest.raises(ValueError, match="^net_or_hyperplanes: .*overflow"):
+            partition(net, bounds)
+

@@ -138,6 +138,16 @@ def forward_bits(spec: NetSpec, X: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # 2-D
 # ----------------------------------------------------------------------------------------
+def _finite_pre(P: np.ndarray, layer: int) -> np.ndarray:
+    """``P`` if every affine map is finite, else a ValueError (the network overflows float64)."""
+    if not np.isfinite(P).all():
+        raise ValueError(
+            f"net_or_hyperplanes: the pre-activations of coding layer {layer} overflow float64 on this domain "
+            "(weights too large for the depth); rescale the weights or the domain"
+        )
+    return P
+
+
 def _layer_pre(Z: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pre-activations of a layer as affine maps of the plane coordinates, per region.
 
@@ -174,7 +184,8 @@ def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
 
         bar = tqdm(total=sum(A.shape[0] for A, _, _ in coding), desc="partition", unit="unit")
     for li, (A, b, act) in enumerate(coding):
-        pre = _layer_pre(Z, A, b)  # (n, R0, 3), per layer-start region
+        with np.errstate(over="ignore", invalid="ignore"):
+            pre = _finite_pre(_layer_pre(Z, A, b), li)  # (n, R0, 3), per layer-start region
         he.start_layer()
         if _act.group_width(act) >= 3:
             # One max unit at a time: its argmax cells inside every region.
@@ -262,10 +273,13 @@ def _partition_1d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: fl
     plab = np.array([-1, -1], dtype=np.int64)  # label of each breakpoint
     Z = np.concatenate([M0, c0[:, None]], axis=1)[:, None, :].astype(np.float64)  # (D, 1, 2)
     base = 0
+    li = 0
     for A, b, act in spec.layers:
         if act is None:
             continue
-        pre = _layer_pre(Z, A, b)
+        with np.errstate(over="ignore", invalid="ignore"):
+            pre = _finite_pre(_layer_pre(Z, A, b), li)
+        li += 1
         if _act.group_width(act) >= 3:
             newx, newl = _max_breakpoints(_max_candidates(pre, act), pts, atol, base)
         else:
