@@ -160,7 +160,15 @@ def _mnist_test_set(folder: Path, s) -> tuple[np.ndarray, np.ndarray]:
     return Xte, yte
 
 
-def test_fig3_table_matches_reference_heat_kernels(run_all):
+def _cka(A: np.ndarray, B: np.ndarray) -> float:
+    """Dense CKA <HAH, HBH> / (||HAH|| ||HBH||), H the centring matrix (the textbook formula)."""
+    n = A.shape[0]
+    H = np.eye(n) - 1.0 / n
+    a, b = H @ A @ H, H @ B @ H
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_fig3_tables_match_dense_reference_formulas(run_all):
     out, folder = run_all
     s = mnist.settings(True)
     Xte, _ = _mnist_test_set(folder, s)
@@ -169,21 +177,50 @@ def test_fig3_table_matches_reference_heat_kernels(run_all):
     for name in mnist.NAMES:
         kind, depth = name[:-3], name[-2]
         net, _ = models.load_checkpoint(cache / f"{kind.lower()}{depth}_rep0.pt")
-        K[name] = ref_kernel(net, Xte)
+        K[name] = ref_kernel(net, Xte).astype(np.float64)
     doc = json.loads((out / "fig3" / "fig3.json").read_text())
     np.testing.assert_array_equal(doc["paper"], mnist.PAPER_FIG3)
+    tables = doc["results"]["tables"]
+    iu = np.triu_indices(len(Xte), 1)
+    N = mnist.NAMES
+    table = lambda f: np.array([[f(a, b) for b in N] for a in N])  # noqa: E731
+    cos = lambda A, B: reference.cosine_similarity(A, B)  # noqa: E731
+    md = doc["results"]["scale"]["mean_distance"][0]
+    np.testing.assert_allclose(md, [K[n][iu].mean() for n in N], rtol=1e-12)
+    expect = {}
     for form, squared in (("squared", True), ("plain", False)):
-        r = doc["results"][form]
-        sigma2 = r["sigma2_per_replicate"][0]
-        iu = np.triu_indices(len(Xte), 1)
-        pooled = np.concatenate([K[n][iu] ** (2 if squared else 1) for n in mnist.NAMES])
-        assert sigma2 == np.median(pooled)
-        H = {n: reference.heat_kernel(K[n], sigma2, squared) for n in mnist.NAMES}
-        expect = np.array([[reference.cosine_similarity(H[a], H[b]) for b in mnist.NAMES] for a in mnist.NAMES])
-        # streamed float64 sums against the reference's single dot product: 1e-12 relative
-        np.testing.assert_allclose(np.asarray(r["per_replicate"][0]), expect, rtol=1e-12, atol=1e-12)
+        pooled = np.concatenate([K[n][iu] ** (2 if squared else 1) for n in N])
+        assert tables[f"{form}_shared_median"]["sigma2"][0] == np.median(pooled)
+        H = {n: reference.heat_kernel(K[n], float(np.median(pooled)), squared) for n in N}
+        expect[f"{form}_shared_median"] = table(lambda a, b: cos(H[a], H[b]))
+        own = {n: float(np.median(K[n][iu] ** (2 if squared else 1))) for n in N}
+        np.testing.assert_array_equal(tables[f"{form}_per_network"]["sigma2"][0], [own[n] for n in N])
+        Ho = {n: reference.heat_kernel(K[n], own[n], squared) for n in N}
+        expect[f"{form}_per_network"] = table(lambda a, b: cos(Ho[a], Ho[b]))
+        if squared:
+            expect["rbf_cka"] = table(lambda a, b: _cka(Ho[a], Ho[b]))
+    expect["linear_cka"] = table(lambda a, b: _cka(-K[a], -K[b]))
+    expect["mantel"] = table(lambda a, b: np.corrcoef(K[a][iu], K[b][iu])[0, 1])
+    if "squared_band" in tables:
+        s2 = tables["squared_band"]["sigma2"][0]
+        Hb = {n: reference.heat_kernel(K[n], s2, True) for n in N}
+        expect["squared_band"] = table(lambda a, b: cos(Hb[a], Hb[b]))
+    for key, M in expect.items():
+        # histogram sums (integer counts times float64 kernel values) against dense float64 sums; the CKA
+        # centring cancels terms of size ~N^2 against a result of size ~1: 1e-9 absolute
+        np.testing.assert_allclose(np.asarray(tables[key]["per_replicate"][0]), M, rtol=1e-9, atol=1e-9, err_msg=key)
     text = (out / "fig3" / "fig3.txt").read_text()
     assert "(0.55)" in text and "(0.87)" in text  # printed beside the paper's values
+
+
+def test_fig3_orderings_count_the_paper_readings():
+    M = np.array([[1, 0.55, 0.28, 0.38], [0.55, 1, 0.28, 0.40], [0.28, 0.28, 1, 0.87], [0.38, 0.40, 0.87, 1]])
+    o = mnist.orderings(M)
+    assert o["paper_order"] and o["trained_above_trained_init"] and o["init_above_trained"]
+    assert not o["trained_pair_largest"]
+    M2 = M.copy()
+    M2[0, 1] = M2[1, 0] = 0.39  # below Trained(6)-Init(6) = 0.40
+    assert not mnist.orderings(M2)["trained_above_trained_init"] and not mnist.orderings(M2)["paper_order"]
 
 
 def test_fig4_sweep_rows_and_limits(run_all):
@@ -193,11 +230,15 @@ def test_fig4_sweep_rows_and_limits(run_all):
     assert len(rows) == 2 * s.seeds * len(s.sigma2_sweep) * 6
     sims = np.array([float(r["similarity"]) for r in rows])
     assert np.all((sims > 0) & (sims <= 1 + 1e-12))
-    # fig4 reused fig3's networks (trained once): the shared cache holds one checkpoint per network
+    # fig4 reused fig3's networks (trained once) and histograms (one pass): one checkpoint per network
     assert len(list((out / "mnist-models").glob("*.pt"))) == 2 * len(s.depths) * s.seeds
+    assert len(list((out / "mnist-models").glob("histograms_rep*.npz"))) == s.seeds
     doc = json.loads((out / "fig3" / "fig3.json").read_text())
     f4 = json.loads((out / "fig4" / "fig4.json").read_text())
     assert f4["training"] == doc["training"]
+    assert "joint histograms of the VQ distances (1 replicate(s), one pass each)" in f4["seconds"]
+    mean = np.asarray(f4["mean"]["squared"])
+    assert np.all(mean[-1][np.triu_indices(4, 1)] > 0.99)  # every heat kernel tends to all-ones at large sigma^2
 
 
 def test_mnist_missing_files_fail_with_instructions(tmp_path, monkeypatch):
