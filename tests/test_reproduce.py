@@ -131,7 +131,40 @@ def test_fig1_claims_are_consistent(run_all):
     assert [t["stop_reason"] for t in doc["training"]] and all(t["epochs"] >= 1 for t in doc["training"])
 
 
+def test_fig1_untrained_baseline_matches_the_reference(run_all):
+    out, _ = run_all
+    s = fig1.settings(True)
+    doc = json.loads((out / "fig1" / "fig1.json").read_text())
+    P, _ = data.disc_grid(s.grid)
+    net = models.mlp(2, s.width, s.depth, 1, seed=0)  # the common initial network of seed 0
+    K, KR = ref_kernel(net, P), ref_kernel(net, data.rotate(P, s.angle))
+    iu = np.triu_indices(len(P), 1)
+    expect = np.corrcoef(K[iu].astype(float), KR[iu].astype(float))[0, 1]
+    # streamed float64 moments against numpy's two-pass correlation: 1e-10
+    assert abs(doc["claims"]["kernel_corr"]["grid_untrained_rotated_inputs"][0] - expect) < 1e-10
+    assert len(doc["claims"]["kernel_corr"]["grid_untrained_other_seed"]) == s.seeds * (s.seeds - 1) // 2
+
+
 # ----------------------------------------------------------------------------- fig2
+def test_fig2_held_out_measures_match_the_reference(run_all):
+    out, _ = run_all
+    s = fig2.settings(True)
+    doc = json.loads((out / "fig2" / "fig2.json").read_text())
+    h = doc["claims"]["held_out_kernels"]
+    assert set(h) == {"paper", "generalising"}
+    Xt, yt = data.high_dim_moons(s.n_test, s.noise, s.data_seed + 1, dim=s.dim, scale=s.gen_scale)
+    net, _ = models.load_checkpoint(out / "fig2" / "model_generalising_seed0.pt")
+    assert h["generalising"]["held_out_accuracy"][0] == models.accuracy(net, Xt, yt)
+    Xk, yk = Xt[: s.n_kernel], yt[: s.n_kernel]
+    D = ref_kernel(net, Xk).astype(float)
+    U = Xk[:, :2] / s.gen_scale
+    d_u = np.sqrt(((U[:, None] - U[None]) ** 2).sum(-1))
+    same = (yk[:, None] == yk[None, :]) & ~np.eye(len(yk), dtype=bool)
+    expect = np.corrcoef(D[same], d_u[same])[0, 1]
+    assert abs(h["generalising"]["vq_corr_signal_within_class"][0] - expect) < 1e-10  # float64 round-off
+    assert h["generalising"]["vq_knn_full"][0] == _common.loo_knn_accuracy(D, yk, s.knn_k)
+
+
 def test_fig2_distances_and_data_match_the_reference(run_all):
     out, _ = run_all
     s = fig2.settings(True)
@@ -255,6 +288,18 @@ def test_fig5_lemma_checks(run_all):
     g = doc["geometry"]
     assert doc["L"] == 3 and g["n_regions_deep"] == g["n_regions_shallow"] == 2**3
     assert all(g[k] for k in ("identical_partition", "shallow_equals_d_omega", "deep_le_d_omega", "deep_le_L"))
+
+
+def test_fig5_lemma2_on_slices_of_the_trained_networks(run_all):
+    out, _ = run_all
+    rows = json.loads((out / "fig5" / "fig5_reproduce.json").read_text())["trained_slices"]
+    # every target ran before fig5 into the same folder: every checkpoint is there
+    assert rows and all(r["available"] for r in rows)
+    assert {r["network"].split()[0] for r in rows} == {"fig1", "fig2", "MNIST"}
+    for r in rows:
+        assert r["pairs"] == r["regions"] * (r["regions"] - 1) // 2 == r["equal"] + r["less"] + r["greater"]
+        assert r["greater"] == 0 and r["holds"]  # Lemma 2: d <= d_Omega on every exact partition
+    assert sum(r["less"] for r in rows) > 0  # the deep networks have shortcuts somewhere
 
 
 # ----------------------------------------------------------------------------- CLI and helpers
