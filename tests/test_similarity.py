@@ -323,3 +323,19 @@ def test_median_of_an_even_count_averages_the_two_middle_values():
         # real weights: the binned two-pass route
         np.testing.assert_array_equal(vqgeom.median_sigma2([c], squared=squared, weights=[0.5]),
                                       [want / (4 if squared else 2)])
+
+
+def test_torch_code_of_the_cuda_histogram_on_the_cpu(monkeypatch):
+    from vqgeom import similarity
+
+    nets = related_bits(26, "torchhist")
+    codes = [Codes.from_bits(b, s) for b, s in nets]
+    want = vqgeom.joint_histogram(codes, block_rows=5)
+    monkeypatch.setattr(similarity, "_HOST_NUMPY", False)
+    got = vqgeom.joint_histogram(codes, block_rows=5)
+    for a in range(3):
+        np.testing.assert_array_equal(got.marginals[a], want.marginals[a])
+    for k in want.joint:
+        np.testing.assert_array_equal(got.joint[k], want.joint[k])
+    for k in want.row_products:
+        np.testing.assert_array_equal(got.row_products[k], want.row_products[k])

@@ -8,7 +8,7 @@ on which two inputs disagree. Quick start::
     net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
                               torch.nn.ReLU(), torch.nn.Linear(64, 1))
     X = torch.rand(500, 2) * 2 - 1
-    codes = vqgeom.encode(net, X)             # Codes: bit-packed, 2 layers of 64 units
+    codes = vqgeom.encode(net, X)             # Codes: 2 layers of 64 units in int32 words (torch input)
     K = vqgeom.pairwise_distances(codes)      # (500, 500) VQ-Kernel, exact integers
     H = vqgeom.heat_kernel(K, sigma2=8.0)     # exp(-K / sigma2)
     emb = vqgeom.mds(codes, 3).embedding      # MDS without the N x N matrix
@@ -28,9 +28,11 @@ _EXPORTS = {
     "encode": "vqgeom.encoding",
     "Hyperplanes": "vqgeom.encoding",
     "EncodingError": "vqgeom.encoding",
+    "Maxout": "vqgeom.models",
     "pairwise_distances": "vqgeom.distances",
     "vq_kernel": "vqgeom.distances",
     "heat_kernel": "vqgeom.heat",
+    "heat_matmat": "vqgeom.heat",
     "kernel_cosine": "vqgeom.heat",
     "compare": "vqgeom.heat",
     "Comparison": "vqgeom.heat",

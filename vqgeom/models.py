@@ -30,15 +30,31 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validate import check_int
+from .activations import torch_modules
 
-__all__ = ["MLP", "mlp", "train", "TrainResult", "predict", "accuracy", "save_checkpoint", "load_checkpoint"]
+__all__ = ["MLP", "Maxout", "mlp", "train", "TrainResult", "predict", "accuracy", "save_checkpoint", "load_checkpoint"]
 
-_ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "relu6": nn.ReLU6,
-    "hardtanh": nn.Hardtanh,
-}
+# The activations mlp() builds, by their registry names (vqgeom.activations.torch_modules).
+_ACTIVATIONS = {name: cls for cls, name in torch_modules().items() if name in ("relu", "leaky_relu", "relu6", "hardtanh")}
+
+
+class Maxout(nn.Module):
+    """Maxout: the max over consecutive groups of ``k`` features, ``(..., m k) -> (..., m)``.
+
+    ``k`` equal to the layer's width is a max over all of its units. :func:`vqgeom.encode`
+    codes each group by its argmax (first maximal feature), one-hot when ``k >= 3`` (see
+    :mod:`vqgeom.activations`); its network spec is ``("maxout", k)``.
+    """
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = check_int(k, "k")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (-1, self.k)).amax(-1)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -300,8 +316,9 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
     best, since_best, reason = float("inf"), 0, "max_epochs"
     acc = 0.0
     t0 = time.perf_counter()
-    bar = tqdm(range(max_epochs), desc=desc, disable=not progress, leave=False, mininterval=0.5)
-    for _ in bar:
+    # Updated by hand: iterating a tqdm closes it on break, before the stop can be shown.
+    bar = tqdm(total=max_epochs, desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    for _ in range(max_epochs):
         order = torch.randperm(n, generator=gen) if bs < n else torch.arange(n)
         total, correct = 0.0, 0
         for i in range(0, n, bs):
@@ -319,6 +336,7 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
         acc = correct / n
         history.append(epoch_loss)
         bar.set_postfix(loss=f"{epoch_loss:.4g}", acc=f"{acc:.3f}", refresh=False)
+        bar.update(1)
         if acc == 1.0 and epoch_loss < loss_tol:
             reason = "converged"
             break
@@ -329,6 +347,12 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
             if since_best >= patience:
                 reason = "plateau"
                 break
+    if len(history) < max_epochs:
+        # Stopped early: max_epochs was only a budget, so the bar ends full at the epochs that ran,
+        # with the reason, instead of stalling at e.g. 43/2000.
+        bar.total = len(history)
+        bar.set_description_str(f"{desc} ({reason})" if desc else reason, refresh=False)
+        bar.refresh()
     bar.close()
     model.eval()
     seconds = time.perf_counter() - t0

@@ -74,8 +74,9 @@ SIGMA_FREE = ("linear_cka", "mantel")
 
 # Working memory of one streamed block, bytes (distances and kernel blocks of every network).
 _BLOCK_BYTES = 256 << 20
-# Direct route on the host in numpy (its float64 exp/expm1 measured ~5x faster than torch's on a
-# 2-core Xeon); tests switch it off to run the torch code of the CUDA path on the CPU.
+# Host blocks are reduced in numpy (its float64 exp/expm1 measured ~5x and its bincount ~7x faster
+# than torch's on this project's 2-core CPU); tests switch it off to run the torch code of the
+# CUDA path on the CPU.
 _HOST_NUMPY = True
 # The histogram route is chosen automatically while its count arrays (joint and, for CKA, row
 # products, over the largest possible distance values) stay below this many cells (32 MB each).
@@ -113,6 +114,11 @@ def parse_sigma2s(sigma2s: Any, m: int) -> np.ndarray | None:
         if sigma2s != "per_network":
             raise ValueError(f"sigma2s: expected positive numbers or 'per_network', got the string {sigma2s!r}")
         return None
+    if getattr(sigma2s, "ndim", 1) != 2 and not (isinstance(sigma2s, (list, tuple)) and sigma2s
+                                                  and all(isinstance(r, (list, tuple)) for r in sigma2s)):
+        from ._validate import check_sigma2s
+
+        return np.repeat(check_sigma2s(sigma2s)[:, None], m, axis=1)
     from ._arrays import to_numpy
 
     try:
@@ -122,9 +128,7 @@ def parse_sigma2s(sigma2s: Any, m: int) -> np.ndarray | None:
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(f"sigma2s: expected positive real numbers or 'per_network', got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
-    if arr.ndim <= 1:
-        arr = np.repeat(arr.reshape(-1, 1), m, axis=1)
-    elif arr.ndim != 2 or arr.shape[1] != m:
+    if arr.ndim != 2 or arr.shape[1] != m:
         raise ValueError(f"sigma2s: expected a number, a 1-D sequence or an (S, {m}) array (one column per network), "
                          f"got shape {arr.shape}")
     if arr.shape[0] == 0:
@@ -139,9 +143,6 @@ def parse_sigma2s(sigma2s: Any, m: int) -> np.ndarray | None:
 # streamed distance blocks
 
 
-def _integral(w: np.ndarray | None) -> bool:
-    """Whether distances under weights ``w`` are integers (unit weights or integer-valued weights)."""
-    return w is None or bool(np.all(w == np.round(w)))
 
 
 def _as_torch(D: Any, integral: bool) -> Any:
@@ -167,17 +168,22 @@ def _block_rows(block_rows: int, n: int, m: int, per_cell: int) -> int:
     return max(1, min(block_rows, _BLOCK_BYTES // max(1, per_cell * m * max(n, 1))))
 
 
-def _distance_blocks(codes: Sequence[Any], per_w: Sequence[Any], integral: Sequence[bool], backend: str,
+def _distance_blocks(codes: Sequence[Any], wts: Sequence[Any], integral: Sequence[bool], backend: str,
                      rows: int, progress: bool, desc: str) -> Iterator[tuple[int, list[Any]]]:
-    """Yield ``(first_row, [D_a[rows, :] as torch])`` for every network, row block by row block."""
+    """Yield ``(first_row, [D_a[rows, :] as torch])`` for every network, row block by row block.
+
+    ``wts``: one validated :class:`~vqgeom._validate.Weights` per network.
+    """
     from tqdm.auto import tqdm
 
-    from .distances import pairwise_distances
+    from ._backend import resolve_backend
+    from .distances import _distances
 
     n = codes[0].n
+    name = resolve_backend(backend, codes[0].words)
     for r in tqdm(range(0, n, rows), desc=desc, disable=not progress, leave=False):
-        yield r, [_as_torch(pairwise_distances(c[r : r + rows], c, weights=w, backend=backend), integ)
-                  for c, w, integ in zip(codes, per_w, integral)]
+        yield r, [_as_torch(_distances(c[r : r + rows], c, wt, name), integ)
+                  for c, wt, integ in zip(codes, wts, integral)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,30 +291,48 @@ def _median_from_counts(values: np.ndarray, counts: np.ndarray, squared: bool, n
 
 
 class _HistAccumulator:
-    """Streams integer distance blocks (torch, any device) into the count arrays."""
+    """Streams integer distance blocks into the count arrays: numpy on the host (its bincount
+    measured ~7x faster than torch's there), torch ops (bincount, matmul) on CUDA."""
 
     def __init__(self, m: int, row_products: bool, device: Any):
         import torch
 
-        self.m, self.rp, self.dev = m, row_products, device
+        self.m, self.rp = m, row_products
+        self.torch = device.type != "cpu" or not _HOST_NUMPY
+        if self.torch:
+            z = lambda shape, dt: torch.zeros(shape, dtype=dt, device=device)  # noqa: E731
+            i64, f64 = torch.int64, torch.float64
+        else:
+            z, i64, f64 = np.zeros, np.int64, np.float64
         self.V = [1] * m
-        self.marg = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(m)]
-        self.joint = {(a, b): torch.zeros((1, 1), dtype=torch.int64, device=device)
-                      for a in range(m) for b in range(a + 1, m)}
-        self.prod = ({(a, b): torch.zeros((1, 1), dtype=torch.float64, device=device)
-                      for a in range(m) for b in range(a, m)} if row_products else {})
+        self.marg = [z((1,), i64) for _ in range(m)]
+        self.joint = {(a, b): z((1, 1), i64) for a in range(m) for b in range(a + 1, m)}
+        self.prod = {(a, b): z((1, 1), f64) for a in range(m) for b in range(a, m)} if row_products else {}
+
+    def _pad(self, t: Any, widths: tuple[int, ...]) -> Any:
+        if self.torch:
+            import torch.nn.functional as F
+
+            # F.pad takes (last dim before, after, previous dim before, after)
+            return F.pad(t, (0, widths[-1]) if t.ndim == 1 else (0, widths[1], 0, widths[0]))
+        return np.pad(t, [(0, w) for w in widths])
+
+    def _bincount(self, idx: Any, n: int) -> Any:
+        if self.torch:
+            import torch
+
+            return torch.bincount(idx, minlength=n)
+        return np.bincount(idx, minlength=n)
 
     def _grow(self, need: list[int]) -> None:
-        import torch.nn.functional as F
-
         for a in range(self.m):
             if need[a] > self.V[a]:
-                self.marg[a] = F.pad(self.marg[a], (0, need[a] - self.V[a]))
+                self.marg[a] = self._pad(self.marg[a], (need[a] - self.V[a],))
         for table in (self.joint, self.prod):
             for (a, b), t in table.items():
                 pa, pb = max(0, need[a] - t.shape[0]), max(0, need[b] - t.shape[1])
                 if pa or pb:
-                    table[(a, b)] = F.pad(t, (0, pb, 0, pa))
+                    table[(a, b)] = self._pad(t, (pa, pb))
         self.V = [max(v, w) for v, w in zip(self.V, need)]
 
     def add(self, ds: list[Any]) -> None:
@@ -317,6 +341,8 @@ class _HistAccumulator:
         rows = ds[0].shape[0]
         if rows == 0:
             return
+        if not self.torch:
+            ds = [d.numpy() for d in ds]
         lo = min(int(d.min()) for d in ds)
         if lo < 0:
             raise ValueError(f"weights: expected non-negative distances, got {lo}")
@@ -325,23 +351,24 @@ class _HistAccumulator:
         H = []
         for a, d in enumerate(ds):
             if self.rp:
-                idx = (torch.arange(rows, device=d.device, dtype=torch.int64)[:, None] * V[a] + d).reshape(-1)
-                Ha = torch.bincount(idx, minlength=rows * V[a]).reshape(rows, V[a])
+                ar = (torch.arange(rows, device=d.device, dtype=torch.int64) if self.torch
+                      else np.arange(rows, dtype=np.int64))
+                Ha = self._bincount((ar[:, None] * V[a] + d).reshape(-1), rows * V[a]).reshape(rows, V[a])
                 self.marg[a] += Ha.sum(0)
-                H.append(Ha.to(torch.float64))
+                H.append(Ha.to(torch.float64) if self.torch else Ha.astype(np.float64))
             else:
-                self.marg[a] += torch.bincount(d.reshape(-1), minlength=V[a])
+                self.marg[a] += self._bincount(d.reshape(-1), V[a])
         for (a, b) in self.joint:
             idx = (ds[a] * V[b] + ds[b]).reshape(-1)
-            self.joint[(a, b)] += torch.bincount(idx, minlength=V[a] * V[b]).reshape(V[a], V[b])
+            self.joint[(a, b)] += self._bincount(idx, V[a] * V[b]).reshape(V[a], V[b])
         for (a, b) in self.prod:
             self.prod[(a, b)] += H[a].T @ H[b]
 
     def result(self, n: int, names: list[str]) -> DistanceHistograms:
-        np_ = lambda t: t.cpu().numpy()  # noqa: E731
+        host = (lambda t: t.cpu().numpy()) if self.torch else (lambda t: t)  # noqa: E731
         return DistanceHistograms(
-            n, list(names), [np_(t) for t in self.marg], {k: np_(t) for k, t in self.joint.items()},
-            {k: np_(t) for k, t in self.prod.items()} if self.rp else None)
+            n, list(names), [host(t) for t in self.marg], {k: host(t) for k, t in self.joint.items()},
+            {k: host(t) for k, t in self.prod.items()} if self.rp else None)
 
 
 def joint_histogram(
@@ -379,9 +406,9 @@ def joint_histogram(
     """
     from .heat import _prepare
 
-    codes, per_w, names = _prepare(models, X, weights, names, backend)
+    codes, wts, names = _prepare(models, X, weights, names, backend)
     block_rows = _check_block_rows(block_rows)
-    return _histograms(codes, per_w, names, backend, block_rows, progress, row_products)
+    return _histograms(codes, wts, names, backend, block_rows, progress, row_products)
 
 
 def median_sigma2(
@@ -419,9 +446,9 @@ def median_sigma2(
     """
     from .heat import _prepare
 
-    codes, per_w, names = _prepare(models, X, weights, names, backend)
+    codes, wts, names = _prepare(models, X, weights, names, backend)
     block_rows = _check_block_rows(block_rows)
-    return _median_direct(codes, per_w, names, bool(squared), backend, block_rows, progress)[0]
+    return _median_direct(codes, wts, names, bool(squared), backend, block_rows, progress)[0]
 
 
 def _check_block_rows(block_rows: Any) -> int:
@@ -430,18 +457,15 @@ def _check_block_rows(block_rows: Any) -> int:
     return check_int(block_rows, "block_rows")
 
 
-def _histograms(codes, per_w, names, backend, block_rows, progress, row_products) -> DistanceHistograms:
-    from ._validate import check_weights
-
-    ws = [check_weights(w, c.n_layers)[0] for c, w in zip(codes, per_w)]
-    for i, w in enumerate(ws):
-        if not _integral(w):
+def _histograms(codes, wts, names, backend, block_rows, progress, row_products) -> DistanceHistograms:
+    for i, wt in enumerate(wts):
+        if not wt.integer:
             raise ValueError(f"weights: the histogram route needs integer weights; network {i} ({names[i]!r}) has "
-                             f"{w.tolist()} (use method='direct')")
+                             f"{list(wt.values)} (use method='direct')")
     n, m = codes[0].n, len(codes)
     rows = _block_rows(block_rows, n, m, 3 * 8)
     acc = None
-    for _, ds in _distance_blocks(codes, per_w, [True] * m, backend, rows, progress, "histogram"):
+    for _, ds in _distance_blocks(codes, wts, [True] * m, backend, rows, progress, "histogram"):
         if acc is None:
             acc = _HistAccumulator(m, row_products, ds[0].device)
         acc.add(ds)
@@ -493,15 +517,12 @@ def _hist_stats(h: DistanceHistograms, bw: np.ndarray, squared: bool, measures: 
 # direct streamed route
 
 
-def _direct_stats(codes, per_w, names, bw: np.ndarray, squared: bool, measures, backend, block_rows, progress) -> dict:
+def _direct_stats(codes, wts, names, bw: np.ndarray, squared: bool, measures, backend, block_rows, progress) -> dict:
     """The sufficient sums of :func:`_finish` accumulated from distance blocks (any weights)."""
     import torch
 
-    from ._validate import check_weights
-
     m, n = len(codes), codes[0].n
     S = bw.shape[0]
-    ws = [check_weights(w, c.n_layers)[0] for c, w in zip(codes, per_w)]
     need_heat, need_rbf = "heat_cosine" in measures, "rbf_cka" in measures
     need_lin = "linear_cka" in measures or "mantel" in measures
     need_cka = "linear_cka" in measures
@@ -513,7 +534,7 @@ def _direct_stats(codes, per_w, names, bw: np.ndarray, squared: bool, measures, 
     def add(key, val):
         acc[key] = acc[key] + val if key in acc else val
 
-    for _, ds in _distance_blocks(codes, per_w, [False] * m, backend, rows, progress, "compare"):
+    for _, ds in _distance_blocks(codes, wts, [False] * m, backend, rows, progress, "compare"):
         xp = np if ds[0].device.type == "cpu" and _HOST_NUMPY else torch
         D = xp.stack([d.numpy() for d in ds] if xp is np else ds)  # (m, rows, n) float64
         if need_lin:
@@ -558,7 +579,7 @@ def _direct_stats(codes, per_w, names, bw: np.ndarray, squared: bool, measures, 
     return out
 
 
-def _median_direct(codes, per_w, names, squared: bool, backend, block_rows, progress) -> np.ndarray:
+def _median_direct(codes, wts, names, squared: bool, backend, block_rows, progress) -> np.ndarray:
     """(1, m) exact median-heuristic bandwidths by streaming (two passes when distances are real).
 
     Integer distances: one pass of bincounts. Real distances: pass 1 counts them in 4096
@@ -567,12 +588,9 @@ def _median_direct(codes, per_w, names, squared: bool, backend, block_rows, prog
     """
     import torch
 
-    from ._validate import check_weights
-
     m, n = len(codes), codes[0].n
-    ws = [check_weights(w, c.n_layers)[0] for c, w in zip(codes, per_w)]
-    integ = [_integral(w) for w in ws]
-    dmax = [float(np.dot(np.ones(c.n_layers) if w is None else w, c.layer_sizes)) for c, w in zip(codes, ws)]
+    integ = [wt.integer for wt in wts]
+    dmax = [float(wt.max_distance) for wt in wts]
     nb = 4096
     rows = _block_rows(block_rows, n, m, 8 * 3)
     counts: list[Any] = [None] * m
@@ -582,7 +600,7 @@ def _median_direct(codes, per_w, names, squared: bool, backend, block_rows, prog
             return d.reshape(-1)
         return torch.clamp((d * (nb / max(dmax[a], 1e-300))).to(torch.int64), 0, nb - 1).reshape(-1)
 
-    for _, ds in _distance_blocks(codes, per_w, integ, backend, rows, progress, "median"):
+    for _, ds in _distance_blocks(codes, wts, integ, backend, rows, progress, "median"):
         for a, d in enumerate(ds):
             cnt = torch.bincount(binned(d, a), minlength=1 if integ[a] else nb).cpu().numpy()
             if counts[a] is None:
@@ -606,7 +624,7 @@ def _median_direct(codes, per_w, names, squared: bool, backend, block_rows, prog
                            int(np.searchsorted(cum, tot // 2, side="right"))})
             gather[a] = (np.array(bins), {})
     if gather:
-        for _, ds in _distance_blocks(codes, per_w, integ, backend, rows, progress, "median (pass 2)"):
+        for _, ds in _distance_blocks(codes, wts, integ, backend, rows, progress, "median (pass 2)"):
             for a, (bins, vals) in gather.items():
                 d = ds[a].reshape(-1)
                 b = binned(ds[a], a)
@@ -689,10 +707,9 @@ def _comparison(values, measures, shared, bw, names, squared, route) -> Any:
 # the driver behind vqgeom.compare
 
 
-def run_compare(codes, per_w, names, sigma2s, measures, squared, backend, method, block_rows, progress) -> Any:
+def run_compare(codes, wts, names, sigma2s, measures, squared, backend, method, block_rows, progress) -> Any:
     """Resolve the route and compute (see :func:`vqgeom.compare`)."""
     from ._backend import resolve_backend
-    from ._validate import check_weights
 
     m, n = len(codes), codes[0].n
     bw = parse_sigma2s(sigma2s, m)
@@ -702,11 +719,10 @@ def run_compare(codes, per_w, names, sigma2s, measures, squared, backend, method
         bw = np.full((1, m), np.nan)  # no bandwidth is used
     if method not in ("auto", "histogram", "direct"):
         raise ValueError(f"method: expected 'auto', 'histogram' or 'direct', got {method!r}")
-    ws = [check_weights(w, c.n_layers)[0] for c, w in zip(codes, per_w)]
-    integral = all(_integral(w) for w in ws)
+    integral = all(wt.integer for wt in wts)
     name = resolve_backend(backend, codes[0].words)
     if method == "histogram" and not integral:
-        bad = [names[i] for i, w in enumerate(ws) if not _integral(w)]
+        bad = [names[i] for i, wt in enumerate(wts) if not wt.integer]
         raise ValueError(f"method: 'histogram' needs integer distances (integer weights); networks {bad} have real "
                          f"weights (use method='direct' or 'auto')")
     if method == "auto":
@@ -714,23 +730,23 @@ def run_compare(codes, per_w, names, sigma2s, measures, squared, backend, method
             # The counting route on CUDA (torch.bincount) has not been timed on a GPU: explicit only.
             method = "direct"
         else:
-            vmax = [float(np.dot(np.ones(c.n_layers) if w is None else w, c.layer_sizes)) + 1 for c, w in zip(codes, ws)]
+            vmax = [float(wt.max_distance) + 1 for wt in wts]
             cells = sum(vmax[a] * vmax[b] for a in range(m) for b in range(a, m))
             method = "histogram" if integral and cells <= _AUTO_HIST_CELLS else "direct"
     if method == "histogram":
         need_cka = any(x in measures for x in ("rbf_cka", "linear_cka"))
-        h = _histograms(codes, per_w, names, backend, block_rows, progress, need_cka)
+        h = _histograms(codes, wts, names, backend, block_rows, progress, need_cka)
         if per_network:
             return h.compare("per_network", measures, squared=squared)
         return h._evaluate(bw, _shared(bw), measures, squared)
     if per_network and needs_sigma:
-        bw = _median_direct(codes, per_w, names, squared, backend, block_rows, progress)
+        bw = _median_direct(codes, wts, names, squared, backend, block_rows, progress)
     if name == "triton" and measures == ("heat_cosine",) and not np.isnan(_shared(bw)).any():
         from .heat import _compare_triton
 
-        sim = _compare_triton(codes, per_w, bw[:, 0], squared)
+        sim = _compare_triton(codes, wts, bw[:, 0], squared)
         return _comparison({"heat_cosine": sim}, measures, _shared(bw), bw, names, squared, "triton")
-    st = _direct_stats(codes, per_w, names, bw, squared, measures, backend, block_rows, progress)
+    st = _direct_stats(codes, wts, names, bw, squared, measures, backend, block_rows, progress)
     values = _finish(st, n, measures, bw.shape[0], m, names)
     shared = np.full(1, np.nan) if per_network else _shared(bw)
     return _comparison(values, measures, shared, bw, names, squared, "direct")

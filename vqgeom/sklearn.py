@@ -121,8 +121,8 @@ def __getattr__(name: str) -> Any:
             cls = _build()
         except ImportError as exc:
             raise ImportError(
-                "vqgeom.sklearn.VQDistances needs scikit-learn: pip install scikit-learn "
-                f"(or vqgeom[test]); import failed with: {exc}"
+                "vqgeom.sklearn.VQDistances needs scikit-learn: pip install \"vqgeom[sklearn]\" "
+                f"(or pip install scikit-learn); import failed with: {exc}"
             ) from exc
         globals()[name] = cls
         return cls
