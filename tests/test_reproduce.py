@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from torch import nn
 
-from vqgeom import data, models, reproduce
+from vqgeom import models
+from vqgeom.paper import data, reproduce
 from vqgeom.kernels import reference
-from vqgeom.reproduce import _common, fig1, fig2, mnist
+from vqgeom.paper.reproduce import _common, fig1, fig2, mnist
 
 MNIST_DIR = Path(os.environ.get("VQGEOM_MNIST") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")
 TARGETS = ("fig1", "fig2", "fig3", "fig4", "fig5")

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import vqgeom
-    from vqgeom import data, models
+    from vqgeom import models
+    from vqgeom.paper import data
 
     t0 = time.perf_counter()
     out = Path(args.out)

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._partition import Partition, partition
-from .examples import shallow_tent_net, tent_breakpoints, tent_map_net
-from .lemmas import verify_lemma1, verify_lemma2
+from ..geometry import Partition, partition, shallow_tent_net, tent_breakpoints, tent_map_net, verify_lemma1, verify_lemma2
 
 __all__ = ["fig5", "partition_panels"]
 
@@ -47,7 +45,7 @@ def fig5(out_dir: str | os.PathLike, L: int = 4, *, dpi: int = 150) -> dict[str,
         raise ValueError(f"L: expected an integer depth in [1, 12], got {L!r}")
     from matplotlib.figure import Figure
 
-    from .plot import count_legend, layer_colors, plot_distance_scatter, plot_partition
+    from ..geometry.plot import count_legend, layer_colors, plot_distance_scatter, plot_partition
 
     os.makedirs(out_dir, exist_ok=True)
     deep = partition(tent_map_net(L), (0.0, 1.0))
@@ -152,7 +150,7 @@ def partition_panels(
     """
     from matplotlib.figure import Figure
 
-    from .plot import plot_distance_scatter, plot_graph, plot_partition
+    from ..geometry.plot import plot_distance_scatter, plot_graph, plot_partition
 
     if isinstance(net_or_partition, Partition):
         part = net_or_partition

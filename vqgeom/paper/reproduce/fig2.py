@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import data, models
+from ... import models
+from .. import data
 from ._common import (
     Context,
     class_scatter,

@@ -1,7 +1,7 @@
 """Figure 5: a wide shallow network and a deep narrow one with the identical partition, different VQ distances.
 
 The construction and the figure belong to the geometry module
-(:func:`vqgeom.geometry.figures.fig5`: the tent-map net of ERRATA item 1 with ``L`` layers and the
+(:func:`vqgeom.paper.figures.fig5`: the tent-map net of ERRATA item 1 with ``L`` layers and the
 shallow net with ``2**L - 1`` units, both cutting [0, 1] into ``2**L`` intervals). This target
 calls it with the paper's depth, times it and prints the numbers that check Lemmas 1 and 2.
 
@@ -33,7 +33,7 @@ CHECKS = ("identical_partition", "d_omega_identical", "shallow_equals_d_omega", 
 
 def run(ctx: Context) -> dict[str, Any]:
     """Draw Fig. 5 into ``ctx.out`` through the geometry module; return its numbers."""
-    from ..geometry.figures import fig5
+    from ..figures import fig5
 
     L = SMALL_L if ctx.small else PAPER_L
     with ctx.step(f"partitions and distances of the deep tent-map net (L = {L}) and the shallow net"):
@@ -93,8 +93,8 @@ def _slice_cases(ctx: Context) -> list[tuple[str, Path, object, object, tuple]]:
 
 def trained_slices(ctx: Context) -> list[dict]:
     """Lemma 2 on exact 2-D partitions of the trained networks (see the module docstring); writes fig5_slices.csv."""
-    from .. import models
-    from ..geometry import partition, plane_through, verify_lemma2
+    from ... import models
+    from ...geometry import partition, plane_through, verify_lemma2
 
     rows = []
     for label, path, X, bounds in _slice_cases(ctx):

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import data, models
+from ... import models
+from .. import data
 from ._common import Context, pyplot, save_csv, save_json, savefig
 
 NAMES = ("Trained(4)", "Trained(6)", "Init(4)", "Init(6)")
