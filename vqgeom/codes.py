@@ -73,20 +73,38 @@ def pack_bits(bits: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
         )
     n = bits.shape[0]
     offs = layer_word_offsets(sizes)
-    out = np.zeros((n, offs[-1]), dtype=np.uint32)
+    # Little-endian words: their bytes, in order, are the packed bytes below.
+    out = np.zeros((n, offs[-1]), dtype="<u4")
+    out_bytes = out.view(np.uint8)  # (n, 4 W)
     start = 0
     for l, b in enumerate(sizes):
         if b == 0:
             continue
-        nw = offs[l + 1] - offs[l]
-        padded = np.zeros((n, nw * 32), dtype=np.uint8)
-        padded[:, :b] = bits[:, start : start + b]
-        # bitorder='little' puts unit k at bit k % 8 of byte k // 8; four consecutive
-        # little-endian bytes then form the uint32 word with unit k at bit k % 32.
-        as_bytes = np.packbits(padded, axis=1, bitorder="little")
-        out[:, offs[l] : offs[l + 1]] = as_bytes.view("<u4").reshape(n, nw)
+        # bitorder='little' puts unit k at bit k % 8 of byte k // 8 (the last byte padded
+        # with zeros); four consecutive little-endian bytes then form the uint32 word with
+        # unit k at bit k % 32. Only the packed bytes are padded to whole words.
+        part = bits[:, start : start + b]
+        if b < 256:
+            # Short rows: packbits along axis 1 pays per row; one flat call over rows padded
+            # to whole bytes is several times faster.
+            if b % 8 or not part.flags.c_contiguous:
+                padded = np.zeros((n, -(-b // 8) * 8), dtype=bool)
+                padded[:, :b] = part
+                part = padded
+            as_bytes = np.packbits(part.reshape(-1), bitorder="little").reshape(n, part.shape[1] // 8)
+        else:
+            as_bytes = np.packbits(part, axis=1, bitorder="little")
+        nb = as_bytes.shape[1]
+        if nb % 4 == 0 or nb in (1, 2):
+            # Whole words, or one narrow word: assign as integers (faster than strided bytes).
+            as_bytes = np.ascontiguousarray(as_bytes)
+            width = {1: "<u1", 2: "<u2"}.get(nb, "<u4")
+            nwords = -(-nb // 4)
+            out[:, offs[l] : offs[l] + nwords] = as_bytes.view(width).reshape(n, nwords)
+        else:  # the word's remaining bytes stay zero (padding)
+            out_bytes[:, 4 * offs[l] : 4 * offs[l] + nb] = as_bytes
         start += b
-    return out
+    return out.astype(np.uint32, copy=False)
 
 
 def pack_layer_torch(bits: Any) -> Any:
