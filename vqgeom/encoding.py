@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ._arrays import array_module, describe, to_numpy
 from ._trace import EncodingError, Tracer
-from ._validate import check_finite_nonempty, check_int
+from ._validate import check_finite_nonempty, check_int, reject_codes
 from .codes import Codes, pack_bits
 
 __all__ = ["encode", "Hyperplanes", "EncodingError"]
@@ -262,6 +262,7 @@ def encode(
     """
     from ._backend import resolve_backend
 
+    reject_codes(X, "X")
     if array_module(X) == "dask":  # one task per row block on the workers (vqgeom._dask)
         from . import _dask
 
