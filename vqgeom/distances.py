@@ -56,6 +56,7 @@ def pairwise_distances(
     *,
     weights: Any = None,
     per_layer: bool = False,
+    condensed: bool = False,
     backend: str = "auto",
 ) -> Any:
     """VQ distances between two sets of codes.
@@ -69,11 +70,19 @@ def pairwise_distances(
         Layer weights ``w_l`` (default 1). Integers keep an integer result.
     per_layer : bool
         Return the unweighted per-layer matrices ``(L, N, M)`` instead.
+    condensed : bool
+        Only with one code set: the ``N (N - 1) / 2`` distances of pairs ``i < j`` as a
+        1-D array in scipy's ``pdist`` order (``scipy.spatial.distance.squareform`` gives
+        the matrix back). Half the bytes of the full matrix; the Triton kernels write only
+        the upper triangle, the CPU computes row blocks against the rows after them (half
+        the work), the numpy reference cuts the full matrix.
     backend : {"auto", "cpu", "numpy", "triton", "cupy"}
+        cupy arrays go to the Triton kernels through DLPack (no copy) when Triton is
+        importable, else to the CUDA C kernel (``"cupy"``).
 
     Returns
     -------
-    array (N, M), or (L, N, M) with ``per_layer``
+    array (N, M), (L, N, M) with ``per_layer``, or (N (N - 1) / 2,) with ``condensed``
         In ``codes_x``'s array type and device. Integer weights (or none): the smallest
         integer dtype holding ``sum_l w_l B_l`` (see :func:`distance_dtype`); real
         weights: float64. Exact on every backend.
@@ -88,6 +97,13 @@ def pairwise_distances(
                 f"({codes_x.array_type}, {_device(codes_x)}), got ({codes_y.array_type}, {_device(codes_y)})"
             )
     w, integer = check_weights(weights, codes_x.n_layers)
+    if not isinstance(condensed, (bool, np.bool_)):
+        raise TypeError(f"condensed: expected a bool, got {type(condensed).__name__}")
+    if condensed and codes_y is not None:
+        raise ValueError("condensed: the condensed (pdist) layout is for one code set; got codes_y as well")
+    if condensed and per_layer:
+        raise ValueError("condensed: not available with per_layer=True; take pairwise_distances(codes.layers(l), "
+                         "condensed=True) per layer")
     if per_layer:
         w, integer = None, True
         max_value = max(codes_x.layer_sizes, default=0)
@@ -97,22 +113,40 @@ def pairwise_distances(
     xp = codes_x.array_type
 
     if name == "triton":
+        from ._backend import dlpack_result, dlpack_torch_words, torch_out_dtype
         from .kernels.triton import hamming as th
 
-        out_t = distance_dtype(max_value, integer, "torch")
-        wy = None if codes_y is None else codes_y.words
+        if xp == "torch":
+            out_t, out_np, tw = distance_dtype(max_value, integer, "torch"), None, (lambda c: c.words)
+        else:  # cupy (or another DLPack producer): zero-copy views both ways
+            out_np = distance_dtype(max_value, integer, "numpy")
+            out_t, tw = torch_out_dtype(out_np), (lambda c: dlpack_torch_words(c.words))
         if per_layer:
-            return _stack_layers(codes_x, codes_y, lambda cx, cy: th.pairwise_hamming(cx.words, None if cy is None else cy.words, cx.layer_sizes, None, out_t))
-        return th.pairwise_hamming(codes_x.words, wy, codes_x.layer_sizes, w, out_t)
+            import torch
+
+            res = torch.stack([th.pairwise_hamming(tw(codes_x.layers(l)),
+                                                   None if codes_y is None else tw(codes_y.layers(l)),
+                                                   codes_x.layers(l).layer_sizes, None, out_t)
+                               for l in range(codes_x.n_layers)])
+        else:
+            res = th.pairwise_hamming(tw(codes_x), None if codes_y is None else tw(codes_y), codes_x.layer_sizes,
+                                      w, out_t, condensed=condensed)
+        return res if out_np is None else dlpack_result(res, codes_x.words, out_np)
     if name == "cupy":
         from .kernels.cuda import loader
 
         out_c = distance_dtype(max_value, integer, "numpy")
         if per_layer:
             return _stack_layers(codes_x, codes_y, lambda cx, cy: loader.pairwise_hamming(cx.words, None if cy is None else cy.words, cx.layer_sizes, None, out_c))
-        return loader.pairwise_hamming(
+        res = loader.pairwise_hamming(
             codes_x.words, None if codes_y is None else codes_y.words, codes_x.layer_sizes, w, out_c
         )
+        if condensed:  # the CUDA C kernel writes the full matrix: cut it (no memory saved)
+            import cupy
+
+            iu = cupy.triu_indices(res.shape[0], 1)
+            res = res[iu]
+        return res
 
     out_dtype = distance_dtype(max_value, integer, "numpy")
     if xp == "torch":
@@ -122,11 +156,38 @@ def pairwise_distances(
     wy = None if codes_y is None else codes_y.words_numpy()
     if name == "numpy":
         result = _reference(codes_x, codes_y, w, per_layer, out_dtype)
+        if condensed:
+            result = result[np.triu_indices(result.shape[0], 1)]
+    elif condensed:
+        result = _condensed_cpu(wx, codes_x.layer_sizes, w, out_dtype)
     else:
         from .kernels import cpu
 
         result = cpu.pairwise_hamming(wx, wy, codes_x.layer_sizes, w, out_dtype, per_layer=per_layer)
     return like_input(result, codes_x.words)
+
+
+def _condensed_cpu(wx: np.ndarray, layer_sizes, w, out_dtype, block_elems: int = 1 << 22) -> np.ndarray:
+    """Condensed distances on the CPU: row blocks ``[i0, i1)`` against rows ``i0..N-1``
+    through the CPU backend, keeping the entries right of the diagonal. Row ``i``'s pairs
+    ``(i, i+1 .. N-1)`` start at ``i N - i (i + 1) / 2`` and the blocks' kept entries, in
+    row-major order, are consecutive there. Each block holds at most about
+    ``block_elems`` distances."""
+    from .kernels import cpu
+
+    n = wx.shape[0]
+    out = np.empty(n * (n - 1) // 2, dtype=out_dtype)
+    i0 = 0
+    while i0 < n - 1:
+        rows = max(1, min(n - 1 - i0, block_elems // max(1, n - i0)))
+        i1 = i0 + rows
+        d = cpu.pairwise_hamming(wx[i0:i1], wx[i0:], layer_sizes, w, out_dtype)
+        keep = np.arange(n - i0)[None, :] > np.arange(rows)[:, None]
+        start = i0 * n - i0 * (i0 + 1) // 2
+        part = d[keep]
+        out[start : start + part.size] = part
+        i0 = i1
+    return out
 
 
 def _device(codes: Codes) -> str:

@@ -383,8 +383,10 @@ def encode(
 
     if array_module(X) == "numpy":
         X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
-    check_finite_nonempty(X, "X")
     name = resolve_backend(backend, X)
+    fused_layers = _triton_mlp(name, model, X)
+    if fused_layers is None:  # the fused Triton encoder checks finiteness inside its kernel
+        check_finite_nonempty(X, "X")
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if isinstance(model, Hyperplanes):
@@ -392,13 +394,23 @@ def encode(
     if name == "numpy":
         return _encode_reference(model, X)
     net = _as_module(model)
-    if name == "triton":
+    if fused_layers is not None:
         from .kernels.triton import encode as tenc
 
-        layers = tenc.mlp_layers(net)
-        if layers is not None and array_module(X) == "torch":
-            return Codes(tenc.encode_mlp(layers, X), *tenc.layer_info(layers))
+        return Codes(tenc.encode_mlp(fused_layers, X, check_finite=True), *tenc.layer_info(fused_layers))
     return _encode_module(net, X, batch_size, allow_non_cpa, progress)
+
+
+def _triton_mlp(name: str, model: Any, X: Any) -> Any:
+    """The layers for the fused Triton encoder when it takes this call (torch input with
+    rows, a plain MLP), else None."""
+    if name != "triton" or isinstance(model, Hyperplanes) or array_module(X) != "torch":
+        return None
+    if X.ndim == 0 or X.shape[0] == 0 or not X.is_floating_point() or X.device.type == "meta":
+        return None
+    from .kernels.triton import encode as tenc
+
+    return tenc.mlp_layers(_as_module(model))
 
 
 def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa: bool, progress: bool | None) -> Codes:

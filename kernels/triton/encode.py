@@ -235,7 +235,7 @@ def _pack_store(pre, l, offs_m, mm, SIZES, WOFF, OUT, sout, BM: tl.constexpr, HP
 
 
 # float32's largest finite value: |x| above it is infinite.
-_FLT_MAX = 3.4028234663852886e38
+_FLT_MAX = tl.constexpr(3.4028234663852886e38)
 
 
 @triton.jit

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._device import DeviceInfo, MAX_GRID_YZ, device_info, guarded, launch
+from ._device import DeviceInfo, MAX_GRID_YZ, device_info, fold_rows, guarded, launch
 from ._popcount import add_layer, check_words, condensed_index, ensure_allocator, layer_offsets, small_array, tma_ok, to_acc
 
 # Default tuning of int8_hamming (see its docstring), from benchmarks/gpu_check.py on an
@@ -65,18 +65,22 @@ def _round_up(x: int, m: int) -> int:
 
 @triton.jit
 def _pm1_kernel(W, SRC, OUT, N, K, swn, son, BR: tl.constexpr, BC: tl.constexpr):
-    """OUT[r, k] = +1 / -1 for bit SRC[k] of row r's words, 0 where SRC[k] < 0 (padding)."""
+    """OUT[r, k] = +1 / -1 for bit SRC[k] of row r's words, 0 where SRC[k] < 0 (padding).
+
+    Row blocks along the grid's x axis, column blocks ``program_id(1), + num_programs(1),
+    ...`` (y holds at most 65,535)."""
     rows = tl.program_id(0) * BR + tl.arange(0, BR)
-    cols = tl.program_id(1) * BC + tl.arange(0, BC)
     mr = rows < N
-    mc = cols < K
-    src = tl.load(SRC + cols, mask=mc, other=-1)
-    bit_col = tl.maximum(src, 0)
-    m2 = mr[:, None] & mc[None, :]
-    w = tl.load(W + rows.to(tl.int64)[:, None] * swn + (bit_col >> 5)[None, :], mask=m2, other=0)
-    bit = (w >> (bit_col & 31)[None, :]) & 1
-    pm = tl.where((src >= 0)[None, :], bit * 2 - 1, 0)
-    tl.store(OUT + rows.to(tl.int64)[:, None] * son + cols[None, :], pm.to(tl.int8), mask=m2)
+    for cb in range(tl.program_id(1), tl.cdiv(K, BC), tl.num_programs(1)):
+        cols = cb * BC + tl.arange(0, BC)
+        mc = cols < K
+        src = tl.load(SRC + cols, mask=mc, other=-1)
+        bit_col = tl.maximum(src, 0)
+        m2 = mr[:, None] & mc[None, :]
+        w = tl.load(W + rows.to(tl.int64)[:, None] * swn + (bit_col >> 5)[None, :], mask=m2, other=0)
+        bit = (w >> (bit_col & 31)[None, :]) & 1
+        pm = tl.where((src >= 0)[None, :], bit * 2 - 1, 0)
+        tl.store(OUT + rows.to(tl.int64)[:, None] * son + cols[None, :], pm.to(tl.int8), mask=m2)
 
 
 @guarded("words")
@@ -114,7 +118,7 @@ def pm1_codes(words: torch.Tensor, layer_sizes: Sequence[int], per_layer: bool, 
     if n:
         words = words.contiguous()
         br, bc = 32, 128
-        launch(_pm1_kernel, (triton.cdiv(n, br), triton.cdiv(koff[-1], bc)),
+        launch(_pm1_kernel, (triton.cdiv(n, br), fold_rows(triton.cdiv(koff[-1], bc))),
             words, small_array(src, torch.int32, words.device), out, n, koff[-1], words.stride(0), out.stride(0),
             BR=br, BC=bc, num_warps=4,
         )
@@ -313,33 +317,44 @@ class Int8Plan:
     chunk: int
     num_warps: int
     f16: bool
+    kt: int  # KT of the kernel: one unrolled segment of kt columns, or 0 (K loop)
     smem_model: int  # bytes the plan budgets for (the compiled kernel's own figure is checked ahead of time)
 
 
 def int8_plan(info: DeviceInfo, n: int, m: int, kt: int, seg: int, out_elem: int, sym: bool,
               cfg: dict, given: dict) -> Int8Plan:
-    """Tiles, pipeline depth and chunk of :func:`int8_hamming` for a device.
+    """Tiles, pipeline depth, K unrolling and chunk of :func:`int8_hamming` for a device.
 
     ``kt``: columns of a one-segment code (0: segment loops), ``seg``: the K block,
     ``out_elem``: output bytes per element; ``cfg`` the configuration (``INT8_CONFIG``
     with the caller's ``given`` entries). Shared memory is budgeted as the epilogue's
     tile, the held row block, and per pipeline stage the column tile (held rows) or both
     tiles, over all K (unrolled) or one K block (segment loops), within the device's
-    opt-in limit less ``SMEM_SLACK``. Where even one stage does not fit, the tiles
-    halve (unless ``block`` was given). Held rows stay within 64 KB of registers.
+    opt-in limit less ``SMEM_SLACK``. Where even one stage does not fit, the tiles halve
+    (unless ``block`` was given), then the row block is no longer held, then the K loop
+    is no longer unrolled. Held rows stay within 64 KB of registers.
     """
-    bm, bn, bk = cfg["block"]
-    if "block" not in given and out_elem >= 8:
-        bm, bn = bm // 2, bn // 2
     budget = info.smem_optin - SMEM_SLACK
-    while True:
-        pieces = k_pieces(kt, seg) if cfg["hold"] and kt and kt * bm <= 1 << 16 else (0, 0, 0, 0)
-        held = bm * kt if pieces[0] else 0
-        per_stage = (bn if pieces[0] else bm + bn) * (kt or seg)
-        spare = budget - bm * bn * out_elem - held
-        if spare >= per_stage or "block" in given or min(bm, bn) <= 32:
+    bm0, bn0, bk = cfg["block"]
+    if "block" not in given and out_elem >= 8:
+        bm0, bn0 = bm0 // 2, bn0 // 2
+    options = [(bool(cfg["hold"]), kt)]
+    if cfg["hold"]:
+        options.append((False, kt))
+    if kt:
+        options.append((False, 0))
+    for hold, k in options:
+        bm, bn = bm0, bn0
+        while True:
+            pieces = k_pieces(k, seg) if hold and k and k * bm <= 1 << 16 else (0, 0, 0, 0)
+            held = bm * k if pieces[0] else 0
+            per_stage = (bn if pieces[0] else bm + bn) * (k or seg)
+            spare = budget - bm * bn * out_elem - held
+            if spare >= per_stage or "block" in given or min(bm, bn) <= 32:
+                break
+            bm, bn = bm // 2, bn // 2
+        if spare >= per_stage:
             break
-        bm, bn = bm // 2, bn // 2
     stages = max(1, min(int(cfg["num_stages"]), spare // per_stage))
     tm, tn = triton.cdiv(n, bm), triton.cdiv(m, bn)
     chunk = max(1, int(cfg["chunk"]))
@@ -349,8 +364,7 @@ def int8_plan(info: DeviceInfo, n: int, m: int, kt: int, seg: int, out_elem: int
         chunk = max(1, min(chunk, tiles // (PROGRAMS_PER_SM * info.sm_count)))
     # Column chunks go along the grid's y axis: at most 65,535 of them.
     chunk = max(chunk, triton.cdiv(tn, MAX_GRID_YZ))
-    num_warps = int(cfg["num_warps"])
-    return Int8Plan(bm, bn, bk, pieces, stages, chunk, num_warps, not info.int8_mma,
+    return Int8Plan(bm, bn, bk, pieces, stages, chunk, int(cfg["num_warps"]), not info.int8_mma, k,
                     bm * bn * out_elem + held + stages * per_stage)
 
 
@@ -423,7 +437,7 @@ def int8_hamming(
         _int8_hamming_kernel, grid,
         px.s, py.s, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         n if condensed else out.stride(0), 1 if condensed else out.stride(1), plan.chunk,
-        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), BM=plan.bm, BN=plan.bn, BK=px.seg, KT=kt,
+        SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), BM=plan.bm, BN=plan.bn, BK=px.seg, KT=plan.kt,
         K1=p[0], K2=p[1], K3=p[2], K4=p[3], TMA=use_tma, STAGES=plan.stages, F16=plan.f16, CONDENSED=condensed,
         num_warps=plan.num_warps,
     )
