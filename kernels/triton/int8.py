@@ -204,12 +204,11 @@ def _tile_dot(a, tcol, k0, mn, K: tl.constexpr, acc, F16: tl.constexpr):
 
 
 @triton.jit
-def band_tiles(chunk, M, BN: tl.constexpr, SYM: tl.constexpr, pid_m=None):
+def band_tiles(chunk, M, BN: tl.constexpr, SYM: tl.constexpr):
     """``(row block, first column tile, end column tile)`` of this program: row block
-    ``pid_m`` (default ``program_id(0)``), ``chunk`` column tiles from
-    ``program_id(1) * chunk`` (symmetric: counted from the diagonal tile)."""
-    if pid_m is None:
-        pid_m = tl.program_id(0)
+    ``program_id(0)``, ``chunk`` column tiles from ``program_id(1) * chunk`` (symmetric:
+    counted from the diagonal tile)."""
+    pid_m = tl.program_id(0)
     j0 = tl.program_id(1) * chunk
     if SYM:
         j0 += pid_m
