@@ -342,6 +342,13 @@ def int8_plan(info: DeviceInfo, n: int, m: int, kt: int, seg: int, out_elem: int
         options.append((False, kt))
     if kt:
         options.append((False, 0))
+    if not info.int8_mma:
+        # float16 dots (sm_75): operands converted tile by tile; unrolled or held K made
+        # the compiled kernel spill kilobytes and need twice the modelled shared memory
+        # (ahead-of-time compile for sm_75), so K is looped in blocks of ``seg``.
+        options = [(False, 0)]
+        if "block" not in given:
+            bm0, bn0 = min(bm0, 64), min(bn0, 64)
     for hold, k in options:
         bm, bn = bm0, bn0
         while True:

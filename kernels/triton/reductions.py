@@ -43,6 +43,13 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
+def _static_k(p, f16: bool) -> int:
+    """``KT`` for the kernels: unrolled one-segment K, except with float16 dots (sm_75),
+    where K is looped in blocks (unrolled, the ahead-of-time compile for sm_75 spilled
+    kilobytes per thread and overran the 64 KB of shared memory)."""
+    return 0 if f16 else static_k(p)
+
+
 def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: Any):
     """+-1 codes and device segment arrays for (words, weights); float accumulation flag."""
     from ._popcount import check_weights
@@ -132,12 +139,13 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
     use_dot = kv > 4
     kvp = max(16, _next_pow2(kv)) if use_dot else _next_pow2(kv)
     bm, bn = block
+    f16 = not device_info(wx).int8_mma
     launch(
         _heat_mm_kernel, (triton.cdiv(n, bm),),
         px.s, py.s, V2, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         V2.stride(0), out.stride(0), -_LOG2E / float(sigma2), kv,
         SQUARED=bool(squared), WEIGHTED=w is not None, FLOAT_ACC=float_acc, USE_DOT=use_dot,
-        BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=static_k(px), F16=not device_info(wx).int8_mma, num_warps=num_warps,
+        BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=_static_k(px, f16), F16=f16, num_warps=num_warps,
     )
     return out[:, 0] if vec else out
 
@@ -227,12 +235,13 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
     out = torch.zeros((n, 3, sp), dtype=torch.float32, device=dev)
     ka, ba, ga = segment_args(pa, wa, fa, dev)
     kb, bb, gb = segment_args(pb, wb, fb, dev)
+    f16 = not device_info(dev).int8_mma
     launch(
         _cosine_kernel, (triton.cdiv(n, block),),
         pa.s, pb.s, out, ka, ba, ga, len(pa.units), kb, bb, gb, len(pb.units), coef, n, pa.s.stride(0),
         pb.s.stride(0), NS=ns, SQUARED=bool(squared), W1=wa is not None, F1=fa, W2=wb is not None, F2=fb,
-        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=static_k(pa), KT2=static_k(pb),
-        F16=not device_info(dev).int8_mma, num_warps=num_warps,
+        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=_static_k(pa, f16), KT2=_static_k(pb, f16), F16=f16,
+        num_warps=num_warps,
     )
     sums = out.double().sum(dim=0).cpu().numpy()[:, :ns]  # (3, NS)
     return sums[0] / np.sqrt(sums[1] * sums[2])
@@ -313,10 +322,11 @@ def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tenso
         return dout, iout
     koff, bl, wgt = segment_args(px, w, float_acc, dev)
     bm, bn = block
+    f16 = not device_info(dev).int8_mma
     launch(
         _knn_kernel, (triton.cdiv(n, bm),),
         px.s, py.s, dout, iout, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         K=k, KP=max(2, _next_pow2(k)), WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg,
-        KT=static_k(px), F16=not device_info(dev).int8_mma, num_warps=num_warps,
+        KT=_static_k(px, f16), F16=f16, num_warps=num_warps,
     )
     return dout, iout
