@@ -12,7 +12,9 @@ BLAS product of the same ±1 matrices (about 2x slower here and exact only below
 ``2**24``) and numpy popcount over packed words (an order slower: numpy cannot fuse
 XOR, popcount and the reduction). See ``benchmarks/bench_cpu.py``.
 
-Real (non-integer) weights use one GEMM per layer, combined in float64.
+Larger integer weights use one exact GEMM per layer, combined in int64 (uint64 for a
+uint64 result: the sum wraps modulo 2**64 but the caller checked that it fits); real
+(float) weights combine the per-layer GEMMs in float64.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def pairwise_hamming(
     wx : ndarray uint32 (N, W)
     wy : ndarray uint32 (M, W) or None (then ``wy = wx``)
     layer_sizes : sequence of int, length L
-    weights : ndarray float64 (L,) or None
-        Integer-valued weights give exact integers in ``out_dtype``.
+    weights : ndarray (L,) or None
+        Already validated (:func:`vqgeom._validate.make_weights`): an integer dtype gives
+        exact integers (``out_dtype`` must hold ``sum_l w_l B_l``), a float dtype float64 sums.
     out_dtype : numpy dtype of the result
     block_bytes : int
         Row blocks are sized so that the reused int32 GEMM block stays under this.
@@ -103,11 +106,11 @@ def pairwise_hamming(
     out = np.empty((n, m), dtype=out_dtype)
     if n == 0 or m == 0:
         return out
-    integer = weights is None or bool(np.all(weights == np.round(weights)))
+    integer = weights is None or weights.dtype.kind in "iu"
     if integer:
-        w_int = None if weights is None else weights.astype(np.int64)
-        total = int(sum(sizes) if w_int is None else int(np.dot(w_int, sizes)))
-        small = w_int is None or int(w_int.max()) <= 127
+        w_int = None if weights is None else [int(v) for v in weights]
+        total = sum(sizes) if w_int is None else sum(v * b for v, b in zip(w_int, sizes))
+        small = w_int is None or max(w_int) <= 127
         exact = total <= _INT32_LIMIT and (_int_mm_ok() or total < _F32_EXACT)
         if small and exact:
             sy = torch.from_numpy(signs_int8(wy, sizes, w_int)).T.contiguous()
@@ -123,15 +126,20 @@ def pairwise_hamming(
                 g.bitwise_right_shift_(1)  # (total - <s, Wt>) is even: 2 * weighted Hamming
                 out[r : r + rows] = g.numpy()
             return out
-    # Real or large weights: one exact integer GEMM per layer, combined in float64.
-    acc = np.zeros((n, m), dtype=np.float64)
-    w = np.ones(len(sizes)) if weights is None else weights
+    # Large integer or real weights: one exact integer GEMM per layer, combined in an
+    # integer accumulator (never float64 for integers) or in float64 for real weights.
+    acc_t = np.float64 if not integer else (np.uint64 if np.dtype(out_dtype) == np.uint64 else np.int64)
+    acc = np.zeros((n, m), dtype=acc_t)
     for l in range(len(sizes)):
         if sizes[l] == 0:
             continue
-        acc += w[l] * pairwise_hamming(
+        h = pairwise_hamming(
             _layer_words(wx, sizes, l), _layer_words(wy, sizes, l), [sizes[l]], None, np.int32, block_bytes=block_bytes
         )
+        if integer:
+            acc += h.astype(acc_t) * acc_t(1 if w_int is None else w_int[l])
+        else:
+            acc += weights[l] * h
     out[...] = acc
     return out
 

@@ -1,4 +1,4 @@
-"""The numpy oracle: float64, explicit, slow and obviously right.
+"""The numpy oracle: explicit, slow and obviously right (integers exact, reals in float64).
 
 Every fast path in vqgeom (CPU, Triton, CuPy) is tested against the functions here
 and nothing else. Nothing in this module is optimised, and nothing here packs bits:
@@ -316,13 +316,28 @@ def hamming(
     weights: Sequence[float] | None = None,
     groups: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """``d(x_i, y_j) = sum_l w_l * d_l`` as float64 (exact for integers below 2**53), ``d_l``
-    from :func:`layer_hamming` (``groups`` as there)."""
-    per = layer_hamming(bits_x, bits_y, layer_sizes, groups).astype(np.float64)
-    w = np.ones(len(layer_sizes)) if weights is None else np.asarray(weights, dtype=np.float64)
+    """``d(x_i, y_j) = sum_l w_l * d_l``, ``d_l`` from :func:`layer_hamming` (``groups`` as there).
+
+    Integer weights (every value integral, of any type) give exact integers: int64 while
+    ``sum_l w_l B_l`` fits, Python integers (an object array) beyond; never float rounding.
+    Real weights give float64, one term ``w_l * d_l`` per layer added in layer order.
+    """
+    per = layer_hamming(bits_x, bits_y, layer_sizes, groups)
+    w = [1] * len(layer_sizes) if weights is None else list(np.asarray(weights, dtype=object).ravel())
+    if all(isinstance(v, (int, np.integer)) or float(v).is_integer() for v in w):
+        w = [int(v) for v in w]
+        # int64 while the largest possible sum fits (no partial sum can exceed it), else
+        # Python integers.
+        bound = sum(v * int(b) for v, b in zip(w, layer_sizes))
+        out = np.zeros(per.shape[1:], dtype=np.int64 if bound <= 2**63 - 1 else object)
+        for l in range(len(layer_sizes)):
+            if int(layer_sizes[l]) == 0:
+                continue
+            out = out + (w[l] * per[l] if out.dtype == np.int64 else w[l] * per[l].astype(object))
+        return out
     out = np.zeros(per.shape[1:])
     for l in range(len(layer_sizes)):
-        out += w[l] * per[l]
+        out += float(w[l]) * per[l].astype(np.float64)
     return out
 
 
