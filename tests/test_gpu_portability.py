@@ -85,7 +85,7 @@ def test_sm75_configuration_is_exact(target75):
     for sizes in [(288,), (33, 5, 64)]:
         bx, wx = _codes(rng, 70, sizes)
         by, wy = _codes(rng, 45, sizes)
-        for w in (None, np.arange(1.0, len(sizes) + 1)):
+        for w in (None, np.arange(1, len(sizes) + 1)):
             got = int8.int8_hamming(wx, wy, sizes, w, torch.int32)
             np.testing.assert_array_equal(ttk._np(got), R.hamming(bx, by, sizes, w))
             got = int8.int8_hamming(wx, None, sizes, w, torch.int32)
@@ -178,7 +178,7 @@ def test_condensed_triton(method, sizes):
     rng = np.random.default_rng(1203)
     for n in (1, 2, 37, 130):
         bx, wx = _codes(rng, n, sizes)
-        for w, dt in ((None, torch.int16), (np.arange(1.0, len(sizes) + 1), torch.int32),
+        for w, dt in ((None, torch.int16), (np.arange(1, len(sizes) + 1), torch.int32),
                       (np.linspace(0.5, 1.5, len(sizes)), torch.float64)):
             got = ttk._np(hamming.pairwise_hamming(wx, None, sizes, w, dt, method=method, condensed=True))
             want = _squareform(R.hamming(bx, bx, sizes, w))
