@@ -309,7 +309,7 @@ def test_dlpack_views_are_zero_copy():
         dlpack_torch_words(np.zeros((2, 2), np.float32))
 
 
-def test_cupy_arrays_route_to_triton(monkeypatch):
+def test_cupy_codes_go_to_triton_unless_cupy_is_named(monkeypatch):
     import types
 
     from vqgeom import _backend
@@ -324,9 +324,14 @@ def test_cupy_arrays_route_to_triton(monkeypatch):
     monkeypatch.delenv(_backend.ENV_VAR, raising=False)
     monkeypatch.setattr(_backend, "_triton_ok", lambda: True)
     monkeypatch.setattr(_backend, "_cupy_ok", lambda: True)
-    assert _backend.resolve_backend("auto", ndarray()) == "triton"
-    monkeypatch.setattr(_backend, "_triton_ok", lambda: False)
     assert _backend.resolve_backend("auto", ndarray()) == "cupy"
+    assert _backend.cupy_via_triton("auto") and _backend.cupy_via_triton(None)
+    assert not _backend.cupy_via_triton("cupy")  # named: the CUDA C kernel
+    monkeypatch.setenv(_backend.ENV_VAR, "cupy")
+    assert not _backend.cupy_via_triton("auto")
+    monkeypatch.delenv(_backend.ENV_VAR)
+    monkeypatch.setattr(_backend, "_triton_ok", lambda: False)
+    assert not _backend.cupy_via_triton("auto")
 
 
 # ------------------------------------------------------------- ahead-of-time compiles

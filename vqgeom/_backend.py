@@ -6,9 +6,10 @@
 ``cupy``   CUDA C kernels through CuPy on cupy arrays
 
 ``auto`` never raises for availability: torch CUDA tensors go to triton if it imports
-(else the CPU path after a host copy); cupy arrays go to triton too, through DLPack
-(zero-copy views, :func:`dlpack_torch_words` and :func:`dlpack_result`), when it
-imports, else to the cupy backend's CUDA C kernel; everything else to cpu.
+(else the CPU path after a host copy), cupy arrays to cupy, everything else to cpu.
+:func:`vqgeom.pairwise_distances` then hands cupy codes to the Triton kernels through
+DLPack (zero-copy views, :func:`dlpack_torch_words` and :func:`dlpack_result`) when
+Triton is importable and cupy was not asked for by name (:func:`cupy_via_triton`).
 Naming an unavailable backend raises a ``ValueError`` listing the available ones.
 Nothing here imports triton or cupy until a backend is actually asked for.
 """
@@ -23,8 +24,8 @@ from typing import Any
 
 from ._arrays import array_module
 
-__all__ = ["BACKENDS", "available_backends", "resolve_backend", "dlpack_torch_words", "dlpack_result",
-           "torch_out_dtype"]
+__all__ = ["BACKENDS", "available_backends", "resolve_backend", "cupy_via_triton", "dlpack_torch_words",
+           "dlpack_result", "torch_out_dtype"]
 
 BACKENDS = ("numpy", "cpu", "triton", "cupy")
 ENV_VAR = "VQGEOM_BACKEND"
@@ -90,13 +91,19 @@ def resolve_backend(backend: str | None, *arrays: Any) -> str:
 def _from_arrays(arrays: tuple[Any, ...]) -> str:
     for a in arrays:
         xp = array_module(a)
-        if xp == "cupy" and _triton_ok():
-            return "triton"
         if xp == "cupy" and _cupy_ok():
             return "cupy"
         if xp == "torch" and a.device.type == "cuda" and _triton_ok():
             return "triton"
     return "cpu"
+
+
+def cupy_via_triton(backend: str | None) -> bool:
+    """Whether a call on cupy arrays that resolved to ``"cupy"`` should run the Triton
+    kernels instead (through DLPack): only when neither the argument nor
+    ``$VQGEOM_BACKEND`` named cupy, and Triton can run here."""
+    named = (backend or "auto").lower() != "auto" or os.environ.get(ENV_VAR, "").strip().lower() not in ("", "auto")
+    return not named and _triton_ok()
 
 
 def dlpack_torch_words(words: Any) -> Any:

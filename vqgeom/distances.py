@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_module, like_input
-from ._backend import resolve_backend
+from ._backend import cupy_via_triton, resolve_backend
 from ._validate import Weights, check_layer_sizes_match, make_weights, result_dtype
 from .codes import Codes
 
@@ -89,9 +89,9 @@ def pairwise_distances(
         the upper triangle, the CPU computes row blocks against the rows after them (half
         the work), the numpy reference and the CUDA C kernel cut the full matrix.
     backend : {"auto", "cpu", "numpy", "triton", "cupy"}
-        With dask codes: the backend of each tile on its worker. cupy arrays go to the
-        Triton kernels through DLPack (no copy) when Triton is importable, else to the
-        CUDA C kernel (``"cupy"``).
+        With dask codes: the backend of each tile on its worker. With ``"auto"``, cupy
+        codes go to the Triton kernels through DLPack (no copy) when Triton is
+        importable, else to the CUDA C kernel (``"cupy"``, also when named).
 
     Returns
     -------
@@ -122,6 +122,8 @@ def pairwise_distances(
         return _dask.pairwise_distances(codes_x, codes_y, weights=weights, per_layer=per_layer, backend=backend,
                                         out_dtype=dt)
     name = resolve_backend(backend, codes_x.words)
+    if name == "cupy" and cupy_via_triton(backend):
+        name = "triton"  # the Triton kernels on zero-copy DLPack views of the cupy words
     if per_layer:
         parts = [
             _distances(codes_x.layers([l]), None if codes_y is None else codes_y.layers([l]),
