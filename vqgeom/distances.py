@@ -97,6 +97,8 @@ def pairwise_distances(
     if not isinstance(per_layer, (bool, np.bool_)):
         raise TypeError(f"per_layer: expected a bool, got {type(per_layer).__name__} {per_layer!r}")
     wt = codes_weights(codes_x, weights)
+    if per_layer and weights is not None:
+        raise ValueError("weights: per_layer=True returns the unweighted per-layer distances; pass weights=None")
     if codes_x.array_type == "dask":  # task graph of tiles, each on a worker with `backend` (see vqgeom._dask)
         from . import _dask
 
