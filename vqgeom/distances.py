@@ -106,6 +106,8 @@ def pairwise_distances(
     if not isinstance(per_layer, (bool, np.bool_)):
         raise TypeError(f"per_layer: expected a bool, got {type(per_layer).__name__} {per_layer!r}")
     wt = codes_weights(codes_x, weights)
+    if per_layer and weights is not None:
+        raise ValueError("weights: per_layer=True returns the unweighted per-layer distances; pass weights=None")
     if not isinstance(condensed, (bool, np.bool_)):
         raise TypeError(f"condensed: expected a bool, got {type(condensed).__name__}")
     if condensed and codes_y is not None:

@@ -54,7 +54,7 @@ class Hyperplanes:
             raise ValueError(f"offsets: expected shape ({n.shape[0]},) to match normals (H, D)={n.shape}, got {o.shape}")
         if not (np.isfinite(n).all() and np.isfinite(o).all()):
             raise ValueError("normals/offsets: expected finite values, got NaN or inf")
-        zero = np.flatnonzero(np.linalg.norm(n.astype(np.float64), axis=1) == 0)
+        zero = np.flatnonzero(~n.astype(np.float64).any(axis=1))  # not the norm: it underflows for 1e-300
         if zero.size:
             raise ValueError(
                 f"normals: expected nonzero normal vectors (a zero normal is no hyperplane), "
