@@ -183,6 +183,8 @@ def pairwise_hamming(
     method = kernel_choice() if method is None else method
     if method not in KERNELS:
         raise ValueError(f"method: expected one of {KERNELS} or None, got {method!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
     if method == "popcount":
         mod = _popcount_module()
         if mod is not None:
@@ -214,9 +216,7 @@ def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, 
         mode, kw = mod.MODE_INT_WEIGHTS, {"wint": np.array([int(w) for w in weights], dtype=np.uint64)}
     else:
         mode, kw = mod.MODE_REAL_WEIGHTS, {"wflt": np.asarray(weights, dtype=np.float64)}
-    t = torch.get_num_threads() if threads is None else int(threads)
-    if t < 1:
-        raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
+    t = torch.get_num_threads() if threads is None else threads
     mod.pairwise(wx, None if wy is None else np.ascontiguousarray(wy).view(np.uint32), offs, mode, kern_out, threads=t, **kw)
     return out if per_layer else out[0]
 
