@@ -86,3 +86,96 @@ def make_mlp():
 def make_bits():
     """Factory: ``make_bits(seed, n, layer_sizes, p=None) -> bool array (n, B)``."""
     return random_bits
+
+
+# -- backends ------------------------------------------------------------------------------------
+def _triton_interpreted() -> bool:
+    """Make the Triton kernels importable for a test without a GPU: the interpreter
+    (``TRITON_INTERPRET=1``) must be set when triton and the kernels are first imported, so
+    they are imported afresh under it once (the same procedure as test_triton_kernels)."""
+    import importlib
+    import os
+    import sys
+
+    hm = sys.modules.get("vqgeom.kernels.triton.hamming")
+    if hm is not None and type(hm._popc_hamming_kernel).__name__ == "InterpretedFunction":
+        return True
+    prev = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    for mod in [m for m in sys.modules if m == "triton" or m.startswith(("triton.", "vqgeom.kernels.triton"))]:
+        del sys.modules[mod]
+    try:
+        try:
+            importlib.import_module("triton")
+        except ImportError:
+            return False
+        try:
+            importlib.import_module("triton.experimental.gluon")
+        except ImportError:
+            pass
+        for name in ("_popcount", "int8", "hamming", "encode", "reductions"):
+            importlib.import_module(f"vqgeom.kernels.triton.{name}")
+        return True
+    finally:
+        if prev is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = prev
+
+
+@pytest.fixture(params=("numpy", "cpu", "triton", "cupy"))
+def backend(request, monkeypatch):
+    """Each test taking ``backend`` runs once per backend of ``available_backends()``
+    (POT-style), against the oracle. Without a GPU, ``triton`` runs in the interpreter;
+    a backend that cannot run here is skipped, saying why."""
+    from vqgeom import _backend
+
+    name = request.param
+    if name == "triton" and not torch.cuda.is_available():
+        if not _triton_interpreted():
+            pytest.skip("triton is not installed")
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    _backend._triton_ok.cache_clear()
+    if name not in _backend.available_backends():
+        pytest.skip(f"backend {name!r} is not available here ({_backend.available_backends()})")
+    yield name
+    _backend._triton_ok.cache_clear()
+
+
+def backend_codes(codes, backend: str):
+    """``codes`` moved to where ``backend`` computes: CPU torch tensors for triton without a
+    GPU (the interpreter), CUDA tensors with one, cupy arrays for cupy, as they are otherwise."""
+    if backend == "triton":
+        return codes.to(torch.zeros(1, device="cuda" if torch.cuda.is_available() else "cpu"))
+    if backend == "cupy":
+        import cupy
+
+        return codes.to(cupy.zeros(1))
+    return codes
+
+
+def as_numpy(a):
+    """A result as a host numpy array (torch and cupy results copied back)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def seed_of(*parts) -> int:
+    """A replayable seed from the test's parameters (zlib.crc32, not the salted hash())."""
+    import zlib
+
+    return zlib.crc32(repr(parts).encode())
+
+
+# Float tolerances, derived (one place): a float64 result of L layer terms, each rounded once and
+# summed in layer order, is within L * 2**-53 relative of the exact value per term; the Triton
+# reductions accumulate in float32 (exp2 per entry plus M-term sums): 1e-5 of the largest entry.
+def rtol_float64_sum(n_terms: int) -> float:
+    return max(1, n_terms) * 2.0**-52
+
+
+def atol_float32_reduction(want) -> float:
+    return 1e-5 * float(np.abs(np.asarray(want)).max(initial=0.0))

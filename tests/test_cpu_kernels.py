@@ -119,8 +119,7 @@ def test_ragged_layers_match_oracle(seed, sizes, n, m, wkind, symmetric, threads
     wx = pack_bits(bx, sizes)
     wy = None if symmetric else pack_bits(by, sizes)
     dt = _out_dtype(sizes, weights)
-    w_arg = None if weights is None else weights.astype(np.float64)
-    got = cpu.pairwise_hamming(wx, wy, sizes, w_arg, dt, method=method, threads=threads)
+    got = cpu.pairwise_hamming(wx, wy, sizes, weights, dt, method=method, threads=threads)
     assert got.shape == (bx.shape[0], by.shape[0]) and got.dtype == dt
     _check(got, _expected(bx, by, sizes, weights))
     per = cpu.pairwise_hamming(wx, wy, sizes, None, np.dtype(np.uint8), per_layer=True, method=method, threads=threads)
@@ -141,16 +140,18 @@ def test_every_result_dtype(dt):
 def test_integer_weights_past_2_63_are_exact():
     # sum_l w_l B_l between 2**63 and 2**64: a uint64 result. (2**53 - 1) * h_0 needs up to
     # 58 bits, so a float64 accumulation would round; 3 * 2**62 passes int64's range.
+    # (Both kernels: the int8 path's per-layer uint64 accumulator too.)
     sizes = [31, 3]
     w_int = [2**53 - 1, 2**62]
     assert 2**63 < sum(a * b for a, b in zip(w_int, sizes)) < 2**64
-    w = np.array(w_int, dtype=np.float64)  # both exactly representable
+    w = np.array(w_int, dtype=np.uint64)
     bx, by = _bits(3, 6, 34), _bits(4, 5, 34)
-    got = cpu.pairwise_hamming(pack_bits(bx, sizes), pack_bits(by, sizes), sizes, w, np.dtype(np.uint64), method="popcount")
     per = reference.layer_hamming(bx, by, sizes)
     expected = sum(w_int[l] * per[l].astype(object) for l in range(2))
     assert int(expected.max()) > 2**63
-    np.testing.assert_array_equal(got.astype(object), expected)
+    for method in METHODS:
+        got = cpu.pairwise_hamming(pack_bits(bx, sizes), pack_bits(by, sizes), sizes, w, np.dtype(np.uint64), method=method)
+        np.testing.assert_array_equal(got.astype(object), expected)
 
 
 def test_one_row_and_no_rows():

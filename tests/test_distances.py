@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import vqgeom
 from vqgeom.codes import Codes
-from vqgeom.distances import distance_dtype
+from vqgeom._validate import make_weights
 from vqgeom.kernels import cpu, reference
 
 FAST = settings(max_examples=25, deadline=None)
@@ -24,7 +24,7 @@ sizes_st = st.lists(st.integers(0, 130), min_size=1, max_size=6)
 weights_kind_st = st.sampled_from(["none", "int", "bigint", "real"])
 
 
-def make_weights(kind, n_layers, seed):
+def random_weights(kind, n_layers, seed):
     rng = np.random.default_rng(seed)
     if kind == "none":
         return None
@@ -57,7 +57,7 @@ def check_against_reference(D, bx, by, sizes, w):
 )
 def test_cross_distances_match_reference(make_bits, seed, sizes, n, m, wkind, backend):
     bx, by = make_bits(seed, n, sizes), make_bits(seed + 1, m, sizes)
-    w = make_weights(wkind, len(sizes), seed)
+    w = random_weights(wkind, len(sizes), seed)
     D = vqgeom.pairwise_distances(Codes.from_bits(bx, sizes), Codes.from_bits(by, sizes), weights=w, backend=backend)
     assert D.shape == (n, m)
     check_against_reference(D, bx, by, sizes, w)
@@ -67,7 +67,7 @@ def test_cross_distances_match_reference(make_bits, seed, sizes, n, m, wkind, ba
 @given(seed=st.integers(0, 2**32 - 1), sizes=sizes_st, n=st.integers(1, 30), wkind=weights_kind_st)
 def test_symmetric_distances_and_backends_agree(make_bits, seed, sizes, n, wkind):
     bx = make_bits(seed, n, sizes)
-    w = make_weights(wkind, len(sizes), seed)
+    w = random_weights(wkind, len(sizes), seed)
     codes = Codes.from_bits(bx, sizes)
     D_cpu = vqgeom.pairwise_distances(codes, weights=w, backend="cpu")
     D_np = vqgeom.pairwise_distances(codes, weights=w, backend="numpy")
@@ -106,7 +106,7 @@ def test_per_layer_matches_reference(make_bits, seed, sizes, n, m):
 def test_metric_properties(make_bits, seed, sizes, n, p, wkind):
     bits = make_bits(seed, n, sizes, p=p)
     bits[n // 2 :: 3] = bits[0]  # repeated codes: zero off-diagonal distances too
-    w = make_weights(wkind, len(sizes), seed)
+    w = random_weights(wkind, len(sizes), seed)
     D = vqgeom.pairwise_distances(Codes.from_bits(bits, sizes), weights=w).astype(np.float64)
     np.testing.assert_array_equal(D, D.T)
     np.testing.assert_array_equal(np.diag(D), 0)
@@ -124,7 +124,7 @@ def test_block_boundaries_and_gemm_fallback(make_bits, monkeypatch):
     bx, by = make_bits(0, 37, sizes), make_bits(1, 23, sizes)
     cx, cy = Codes.from_bits(bx, sizes), Codes.from_bits(by, sizes)
     expected = reference.hamming(bx, by, sizes).astype(np.int64)
-    for w in (None, np.array([1.0, 2.0, 3.0, 127.0])):
+    for w in (None, np.array([1, 2, 3, 127])):
         exp_w = reference.hamming(bx, by, sizes, w).astype(np.int64)
         for block_bytes in (1, 4 * 23 * 5, 4 * 23 * 7 + 3):
             got = cpu.pairwise_hamming(cx.words, cy.words, sizes, w, np.dtype(np.int64), block_bytes=block_bytes, method="int8")
@@ -147,7 +147,10 @@ def test_block_boundaries_and_gemm_fallback(make_bits, monkeypatch):
         ([1], [65536], np.uint32, torch.int32),
         ([1], [2**31], np.uint32, torch.int64),
         ([3], [2**33], np.uint64, torch.int64),
-        ([3], [1.0], np.float64, torch.float64),
+        ([3], [1.0], np.uint8, torch.uint8),  # integer by value, whatever the dtype
+        ([3], [2.0**62], np.uint64, None),  # 3 * 2**62 > int64 max: numpy only
+        ([1, 1], [2**63, 2**63 - 1], np.uint64, None),  # past int64: numpy only
+        ([1, 1], [2**62, 1], np.uint64, torch.int64),
         ([3, 2], [0.5, 2], np.float64, torch.float64),
     ],
 )
@@ -157,16 +160,20 @@ def test_result_dtype_rules(make_bits, sizes, weights, np_dtype, torch_dtype):
     bits[0] = True
     bits[1] = False  # the maximum distance occurs
     codes = Codes.from_bits(bits, sizes)
-    w = None if weights is None else np.asarray(weights)
+    w = None if weights is None else np.asarray(weights, dtype=np.uint64 if max(weights) >= 2**63 else None)
     expected = reference.hamming(bits, bits, sizes, w)
     for backend in ("cpu", "numpy"):
         D = vqgeom.pairwise_distances(codes, weights=w, backend=backend)
         assert isinstance(D, np.ndarray) and D.dtype == np_dtype, backend
-        np.testing.assert_array_equal(D.astype(np.float64), expected)
+        np.testing.assert_array_equal(D, expected)  # exact (Python integers past int64 in the oracle)
+        if torch_dtype is None:
+            with pytest.raises(ValueError, match="weights"):
+                vqgeom.pairwise_distances(codes.to(torch.zeros(1)), weights=w, backend=backend)
+            continue
         Dt = vqgeom.pairwise_distances(codes.to(torch.zeros(1)), weights=w, backend=backend)
         assert isinstance(Dt, torch.Tensor) and Dt.dtype == torch_dtype and Dt.device.type == "cpu"
-        np.testing.assert_array_equal(Dt.double().numpy(), expected)
-    assert distance_dtype(expected.max(), w is None or w.dtype.kind in "iu") == np_dtype
+        np.testing.assert_array_equal(Dt.numpy(), expected)
+    assert make_weights(w, sizes).dtype == np_dtype
 
 
 def test_empty_codes(make_bits):

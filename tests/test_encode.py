@@ -363,19 +363,44 @@ def test_non_cpa_activations_raise_unless_allowed(net, needle):
     assert vqgeom.encode(net, X, allow_non_cpa=True).n == 4
 
 
+class Prod(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.relu(self.a(x)) * torch.relu(self.b(x))
+
+
+# Each formerly silent (or never thought of) operation on an X-dependent tensor raises, naming it.
 @pytest.mark.parametrize(
     "net, X, needle",
     [
-        (nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.ReLU()), np.ones((2, 3)), "LayerNorm"),
-        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), np.ones((2, 1, 6, 6)), "MaxPool2d"),
-        (nn.Sequential(nn.Linear(3, 4), Custom(lambda x: F.max_pool1d(x[:, None], 2))), np.ones((2, 3)), "max-pooling"),
-        (nn.Sequential(nn.Linear(3, 4), Custom(lambda x: torch.maximum(x, x.flip(1)))), np.ones((2, 3)), "max"),
+        (nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.ReLU()), np.ones((2, 3)), "layer_norm"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: F.softmax(x, 1))), np.ones((2, 3)), "softmax"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(torch.exp)), np.ones((2, 3)), "exp"),
+        (nn.Sequential(nn.Linear(4, 4), Prod()), np.ones((2, 4)), "product"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: F.hardshrink(x))), np.ones((2, 3)), "hardshrink"),
+        (nn.Sequential(nn.Linear(3, 4), Custom(lambda x: x.where(x > 0, 0.0))), np.ones((2, 3)), "ge" if False else "gt"),
+        (nn.Sequential(nn.Linear(3, 4), Custom(lambda x: torch.where(x > 0, x, 0.0))), np.ones((2, 3)), "gt"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x.sort(1).values)), np.ones((2, 3)), "sort"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x / x.sum(1, keepdim=True))), np.ones((2, 3)), "divides"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x - x.mean())), np.ones((2, 3)), "batch"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x - x.mean(0))), np.ones((2, 3)), "batch"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x.amax())), np.ones((2, 3)), "batch"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: F.threshold(x, 0.5, 0.0))), np.ones((2, 3)), "threshold"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: F.dropout(x, 0.5))), np.ones((2, 3)), "dropout"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: F.rrelu(x, training=True))), np.ones((2, 3)), "rrelu"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x.long().float())), np.ones((2, 3)), "long"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x[:, x.argmax(1)])), np.ones((2, 3)), "argmax"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x.norm(dim=1))), np.ones((2, 3)), "norm"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), Custom(lambda x: x + float(x[0, 0]))), np.ones((2, 3)), "__float__"),
     ],
 )
-def test_unsupported_modules_raise(net, X, needle):
-    with pytest.raises(TypeError, match="model") as err:
+def test_operations_outside_the_allow_list_raise(net, X, needle):
+    with pytest.raises(EncodingError, match="model") as err:
         vqgeom.encode(net, X.astype(np.float32))
-    assert needle in str(err.value)
+    assert needle in str(err.value), str(err.value)
 
 
 def test_network_without_activation_raises():
@@ -538,8 +563,12 @@ class ClampedParameter(nn.Module):
 
 
 @pytest.mark.parametrize("p", [5, 1])
-def test_activation_of_a_parameter_raises(p):
-    # A kink applied to a tensor without the batch dimension has no per-input hyperplanes.
-    with pytest.raises(EncodingError, match="model") as err:
-        vqgeom.encode(ClampedParameter(p), np.ones((7, 3), dtype=np.float32))
-    assert "clamp" in str(err.value) and "7 rows" in str(err.value)
+def test_activation_of_a_parameter_is_a_constant(p):
+    # A kink applied to a tensor that does not depend on X is a constant of the network:
+    # no units, and the product with it is a scaling by a constant (affine).
+    net = ClampedParameter(p)
+    X = np.random.default_rng(p).normal(size=(7, 3)).astype(np.float32)
+    pre = net.lin(torch.from_numpy(X)).detach().numpy()
+    codes = vqgeom.encode(net, X)
+    assert codes.layer_sizes == (4,)
+    np.testing.assert_array_equal(codes.unpack(), pre >= 0)

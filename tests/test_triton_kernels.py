@@ -14,6 +14,8 @@ import os
 
 import sys
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -107,7 +109,7 @@ def _weights(kind, n_layers):
     if kind == "none":
         return None
     if kind == "int":
-        return np.arange(1, n_layers + 1, dtype=np.float64)
+        return np.arange(1, n_layers + 1, dtype=np.int64)  # kernels take integer weights by dtype
     return np.linspace(0.3, 1.7, n_layers)
 
 
@@ -134,7 +136,7 @@ def _check_pairwise(rng, sizes, n, m, method, kind, sym):
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("kind", WEIGHT_KINDS)
 def test_pairwise_small(method, sizes, kind):
-    rng = np.random.default_rng(hash((method, sizes, kind)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((method, sizes, kind)).encode()))
     for n, m in [(1, 1), (70, 45)]:
         _check_pairwise(rng, sizes, n, m, method, kind, sym=False)
     _check_pairwise(rng, sizes, 130, 130, method, kind, sym=True)  # 130: tiles of 64 and 128 are ragged
@@ -149,7 +151,7 @@ def test_int8_tilings(hold, chunk, sizes, kind, tma):
     several column tiles per program, bulk tensor stores (emulated by the interpreter;
     rows of a multiple of 4 columns are 16-byte aligned), ragged edges: all equal to the
     reference."""
-    rng = np.random.default_rng(hash((hold, chunk, sizes, tma)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((hold, chunk, sizes, tma)).encode()))
     w = _weights(kind, len(sizes))
     dt = torch.float64 if kind == "real" else torch.int32
     kw = dict(chunk=chunk, hold=hold, tma=tma, num_warps=4)
@@ -194,11 +196,9 @@ def test_pairwise_bad_input():
     with pytest.raises(TypeError, match="wx"):
         hamming.pairwise_hamming(wx.to(torch.int64), None, (40,), None, torch.int32)
     with pytest.raises(ValueError, match="out_dtype"):
-        hamming.pairwise_hamming(wx, None, (40,), [10.0], torch.uint8)
+        hamming.pairwise_hamming(wx, None, (40,), [10], torch.uint8)
     with pytest.raises(ValueError, match="weights"):
         hamming.pairwise_hamming(wx, None, (40,), [0.5], torch.int32)
-    with pytest.raises(ValueError, match="weights"):
-        hamming.pairwise_hamming(wx, None, (40,), [-1.0], torch.float32)
     with pytest.raises(ValueError, match="weights"):
         hamming.pairwise_hamming(wx, None, (40,), [1.0, 2.0], torch.float32)
     with pytest.raises(TypeError, match="out_dtype"):
@@ -367,7 +367,7 @@ def test_query_distances_small(fused, d_in, widths):
     bq, sizes = R.mlp_bits(ref, Xq)
     br, _ = R.mlp_bits(ref, Xr)
     refw = torch.from_numpy(pack_bits(br, sizes).view(np.int32)).to(DEV)
-    for w, dt in ((None, torch.int32), ([2.0, 3.0], torch.int16)):
+    for w, dt in ((None, torch.int32), (np.array([2, 3]), torch.int16)):
         d, qw = encode.query_distances(layers, torch.from_numpy(Xq).to(DEV), refw, w, dt, fused=fused, splits=2)
         np.testing.assert_array_equal(_np(qw).view(np.uint32), pack_bits(bq, sizes))
         np.testing.assert_array_equal(_np(d), R.hamming(bq, br, sizes, w))
@@ -394,7 +394,7 @@ def _check_reductions(rng, sizes, n, m, kv_list=(1, 3, 7)):
         got1 = _np(reductions.heat_matmat(wx, sizes, torch.from_numpy(v1).to(DEV), 50.0, wy=wy, weights=w))
         want1 = R.heat_kernel(D, 50.0) @ v1
         np.testing.assert_allclose(got1, want1, rtol=0, atol=1e-5 * np.abs(want1).max())
-    wint = np.arange(1, len(sizes) + 1, dtype=np.float64)
+    wint = np.arange(1, len(sizes) + 1, dtype=np.int64)
     for w in (None, wint):
         D = R.hamming(bx, by, sizes, w)
         k = min(5, m)

@@ -28,6 +28,7 @@ _EXPORTS = {
     "encode": "vqgeom.encoding",
     "Hyperplanes": "vqgeom.encoding",
     "EncodingError": "vqgeom.encoding",
+    "Maxout": "vqgeom.models",
     "pairwise_distances": "vqgeom.distances",
     "vq_kernel": "vqgeom.distances",
     "heat_kernel": "vqgeom.heat",

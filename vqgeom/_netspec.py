@@ -3,8 +3,9 @@
 Used by the exact partitions (:mod:`vqgeom.geometry`) and by ``encode(..., backend="numpy")``.
 
 The common form is the reference oracle's: ``[(A, b, act), ...]`` with ``A`` of shape
-(out, in) in float64 and ``act`` one of ``"relu"``, ``("leaky", s)``,
-``("prelu", slopes)``, ``("hardtanh", lo, hi)`` or ``None`` (an output layer, no bits).
+(out, in) in float64 and ``act`` a spec of the activation registry
+(:mod:`vqgeom.activations`: ``"relu"``, ``("leaky", s)``, ``("prelu", slopes)``,
+``("hardtanh", lo, hi)``, ..., ``("maxout", k)``) or ``None`` (an output layer, no bits).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels.reference import thresholds as _thresholds
+from . import activations as _act
 
 __all__ = ["NetSpec", "as_netspec"]
 
@@ -45,8 +46,14 @@ class NetSpec:
 
 
 def layer_sizes(spec: NetSpec) -> tuple[int, ...]:
-    """Bits per coding layer: units times thresholds (threshold-major, as the reference)."""
-    return tuple(len(_thresholds(act)) * A.shape[0] for A, _, act in spec.coding_layers)
+    """Bits per coding layer (kink layers: units times kinks, threshold-major; max-type
+    layers: see :func:`vqgeom.activations.n_bits`)."""
+    return tuple(_act.n_bits(act, A.shape[0]) for A, _, act in spec.coding_layers)
+
+
+def layer_groups(spec: NetSpec) -> tuple[int, ...]:
+    """``Codes.groups`` of the coding layers: 1 for plain bits, ``k >= 3`` for one-hot maxout groups."""
+    return tuple(_act.group_width(act) for _, _, act in spec.coding_layers)
 
 
 def _check_matrix(A: Any, b: Any, where: str, in_dim: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +101,13 @@ def _from_torch(model: Any) -> NetSpec:
             if pending is None:
                 raise ValueError(f"net[{i}]: expected an activation after a Linear layer, got {type(m).__name__} first")
             W, b = pending
-            if act[0] == "prelu" and len(act[1]) not in (1, W.shape[0]):
+            if isinstance(act, tuple) and act[0] == "prelu" and len(act[1]) not in (1, W.shape[0]):
                 raise ValueError(f"net[{i}] (PReLU): expected 1 or {W.shape[0]} slopes, got {len(act[1])}")
-            if act[0] == "prelu" and len(act[1]) == 1:
+            if isinstance(act, tuple) and act[0] == "prelu" and len(act[1]) == 1:
                 act = ("leaky", float(act[1][0]))
-            layers.append((W, b, "relu" if act == ("relu",) else act))
+            if _act.is_max_type(act) and W.shape[0] % act[1]:
+                raise ValueError(f"net[{i}] ({type(m).__name__}): expected a width divisible by {act[1]}, got {W.shape[0]}")
+            layers.append((W, b, act))
             # The same layer names as vqgeom.encode: module path and activation function.
             names.append(f"{path}:{fname}")
             pending = None
@@ -122,25 +131,17 @@ def _flatten(module: Any, path: str) -> list:
     return [(path or "0", module)]
 
 
-def _torch_act(m: Any, i: int) -> tuple[tuple, str]:
-    """The activation spec of module ``m`` and its function name (as ``vqgeom.encode`` names it)."""
-    import torch.nn as nn
-
-    # ReLU6 and Hardtanh subclass each other in some torch versions: test the specific one first.
-    if isinstance(m, nn.ReLU):
-        return ("relu",), "relu"
-    if isinstance(m, nn.ReLU6):
-        return ("hardtanh", 0.0, 6.0), "hardtanh"
-    if isinstance(m, nn.Hardtanh):
-        return ("hardtanh", float(m.min_val), float(m.max_val)), "hardtanh"
-    if isinstance(m, nn.LeakyReLU):
-        return ("leaky", float(m.negative_slope)), "leaky_relu"
-    if isinstance(m, nn.PReLU):
-        return ("prelu", m.weight.detach().cpu().double().numpy().reshape(-1)), "prelu"
-    raise TypeError(
-        f"net[{i}]: expected nn.Linear or a CPA activation (ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh), "
-        f"got {type(m).__name__}"
-    )
+def _torch_act(m: Any, i: int) -> tuple[Any, str]:
+    """The activation spec of module ``m`` and its function name (as ``vqgeom.encode`` names it),
+    read from the activation registry."""
+    got = _act.module_spec(m)
+    if got is None:
+        raise TypeError(
+            f"net[{i}]: expected nn.Linear or an elementwise CPA activation (ReLU, LeakyReLU, PReLU, ReLU6, "
+            f"Hardtanh, Hardsigmoid, Softshrink, RReLU in eval mode, Threshold(t, t), vqgeom.Maxout), "
+            f"got {type(m).__name__}"
+        )
+    return got
 
 
 def as_netspec(net: Any) -> NetSpec:
@@ -149,8 +150,9 @@ def as_netspec(net: Any) -> NetSpec:
     Parameters
     ----------
     net : torch.nn.Module, list of (A, b), (normals, offsets), or an object with ``normals``/``offsets``
-        * a torch MLP: ``nn.Sequential`` of ``nn.Linear`` and ReLU / LeakyReLU / PReLU / ReLU6 /
-          Hardtanh (a trailing ``nn.Linear`` is an output layer and adds no bits);
+        * a torch MLP: ``nn.Sequential`` of ``nn.Linear`` and elementwise CPA activations of the
+          registry (ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh, Hardsigmoid, Softshrink, ...) or
+          ``vqgeom.Maxout(k)`` (a trailing ``nn.Linear`` is an output layer and adds no bits);
         * a list of ``(A, b)`` pairs, ``A`` of shape (out, in): every pair is a ReLU layer;
         * a hyperplane set ``(normals, offsets)``, normals (H, D), offsets (H,): one layer,
           bit ``<n_h, x> + o_h >= 0`` (as ``vqgeom.kernels.reference.hyperplane_bits``);

@@ -11,6 +11,13 @@ Layout (every backend reads and writes exactly this):
 * Inside a layer, unit ``u`` is bit ``u % 32`` (little-endian: ``(word >> k) & 1``)
   of word ``word_offsets[l] + u // 32``. Padding bits are zero.
 * A bit is set iff the unit's pre-activation is ``>= 0`` (the paper's convention).
+* ``groups[l]`` says how layer ``l``'s bits are read. ``1``: plain bits, one per
+  activation hyperplane (kink units, and max-type units over two candidates: bit set iff
+  the first candidate ``a >= b``). ``g >= 3``: one-hot groups of ``g`` consecutive bits,
+  one group per max-type unit (max-pooling window, maxout group), the set bit at the
+  unit's argmax (first maximal candidate in the window's row-major order). Such a layer
+  is *halved*: its unweighted distance is ``popcount(xor) / 2`` (exact: two different
+  argmaxes differ in exactly two bits), so every unit adds at most 1.
 
 :func:`pack_bits` is the only function that packs on the host; GPU encoders write
 the same layout and are tested against it.
@@ -25,7 +32,7 @@ import numpy as np
 
 from ._arrays import array_module, to_numpy
 
-__all__ = ["Codes", "pack_bits", "unpack_words", "layer_word_offsets", "words_per_layer"]
+__all__ = ["Codes", "pack_bits", "pack_layer_torch", "unpack_words", "layer_word_offsets", "words_per_layer"]
 
 
 def words_per_layer(layer_sizes: Sequence[int]) -> tuple[int, ...]:
@@ -82,6 +89,26 @@ def pack_bits(bits: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
     return out
 
 
+def pack_layer_torch(bits: Any) -> Any:
+    """Pack one layer's boolean torch tensor ``(N, B)`` into ``(N, ceil(B / 32))`` int32 words
+    on its own device (the layout of :func:`pack_bits`, which this is tested against).
+
+    Used by the encoder so that codes of CUDA inputs never cross to the host bit by bit;
+    temporary memory is one byte per bit of this layer.
+    """
+    import torch
+
+    n, b = int(bits.shape[0]), int(bits.shape[1])
+    nw = (b + 31) // 32
+    by = bits.to(torch.uint8)
+    if nw * 32 != b:
+        by = torch.cat([by, torch.zeros((n, nw * 32 - b), dtype=torch.uint8, device=by.device)], dim=1)
+    # Unit k goes to bit k % 8 of byte k // 8; four little-endian bytes make the word.
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=by.device)
+    packed = (by.reshape(n, nw * 4, 8) * weights).sum(-1, dtype=torch.uint8)
+    return packed.view(torch.int32).reshape(n, nw)
+
+
 def unpack_words(words: np.ndarray, layer_sizes: Sequence[int]) -> np.ndarray:
     """Inverse of :func:`pack_bits`: ``(N, W)`` uint32 words -> ``(N, sum B_l)`` bool."""
     words = np.ascontiguousarray(words).view(np.uint32)
@@ -110,11 +137,17 @@ class Codes:
         Units (activation hyperplanes) per layer, ``B_l``.
     layer_names : tuple of str
         Where each layer's bits came from (module path and activation), for reports.
+    groups : tuple of int
+        Per layer: ``1`` for plain bits (default), ``g >= 3`` for one-hot groups of ``g``
+        bits, one per max-type unit (``layer_sizes[l]`` is then a multiple of ``g``; see
+        the module docstring). Such layers are halved in every distance: layer ``l``
+        contributes ``w_l * popcount_l / 2``.
     """
 
     words: Any
     layer_sizes: tuple[int, ...]
     layer_names: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         sizes = tuple(int(b) for b in self.layer_sizes)
@@ -125,6 +158,16 @@ class Codes:
         if len(names) != len(sizes):
             raise ValueError(f"layer_names: expected {len(sizes)} names, got {len(names)}")
         object.__setattr__(self, "layer_names", names)
+        groups = tuple(int(g) for g in self.groups) or (1,) * len(sizes)
+        if len(groups) != len(sizes):
+            raise ValueError(f"groups: expected {len(sizes)} group widths (one per layer), got {len(groups)}")
+        for l, (g, b) in enumerate(zip(groups, sizes)):
+            if not (g == 1 or g >= 3) or b % g:
+                raise ValueError(
+                    f"groups: expected 1 (plain bits) or a one-hot width g >= 3 dividing the layer's size, got "
+                    f"groups[{l}]={g} for layer_sizes[{l}]={b}"
+                )
+        object.__setattr__(self, "groups", groups)
         shape = tuple(self.words.shape)
         if len(shape) != 2 or shape[1] != layer_word_offsets(sizes)[-1]:
             raise ValueError(
@@ -137,13 +180,15 @@ class Codes:
 
     # -- construction ---------------------------------------------------------------
     @classmethod
-    def from_bits(cls, bits: Any, layer_sizes: Sequence[int], layer_names: Sequence[str] = ()) -> "Codes":
+    def from_bits(
+        cls, bits: Any, layer_sizes: Sequence[int], layer_names: Sequence[str] = (), groups: Sequence[int] = ()
+    ) -> "Codes":
         """Pack an ``(N, sum B_l)`` boolean array (numpy or torch) into :class:`Codes`.
 
         The result's words have the input's array type and device.
         """
         words = pack_bits(to_numpy(bits).astype(bool, copy=False), layer_sizes)
-        return cls(_like(words, bits), tuple(layer_sizes), tuple(layer_names))
+        return cls(_like(words, bits), tuple(layer_sizes), tuple(layer_names), tuple(groups))
 
     # -- shape ------------------------------------------------------------------------
     @property
@@ -164,6 +209,16 @@ class Codes:
         return sum(self.layer_sizes)
 
     @property
+    def halved(self) -> tuple[bool, ...]:
+        """Per layer, whether its distance is ``popcount / 2`` (one-hot groups, ``groups[l] >= 3``)."""
+        return tuple(g >= 3 for g in self.groups)
+
+    @property
+    def n_units_per_layer(self) -> tuple[int, ...]:
+        """Units per layer: bits, or groups for one-hot layers (``layer_sizes[l] // groups[l]``)."""
+        return tuple(b // g for b, g in zip(self.layer_sizes, self.groups))
+
+    @property
     def n_words(self) -> int:
         return int(self.words.shape[1])
 
@@ -181,7 +236,8 @@ class Codes:
         dev = ""
         if self.array_type == "torch":
             dev = f", device={self.words.device}"
-        return f"Codes(n={self.n}, layer_sizes={self.layer_sizes}, array={self.array_type}{dev})"
+        grp = f", groups={self.groups}" if any(g != 1 for g in self.groups) else ""
+        return f"Codes(n={self.n}, layer_sizes={self.layer_sizes}{grp}, array={self.array_type}{dev})"
 
     # -- conversion -------------------------------------------------------------------
     def words_numpy(self) -> np.ndarray:
@@ -189,21 +245,38 @@ class Codes:
         return to_numpy(self.words).view(np.uint32)
 
     def unpack(self) -> np.ndarray:
-        """The codes as a host boolean array ``(N, B)``, units in layer-major order."""
+        """The codes as a host boolean array ``(N, B)``, bits in layer-major order.
+
+        Plain layers (``groups[l] == 1``) give one bit per hyperplane. A one-hot layer
+        (``groups[l] = g >= 3``) gives ``g`` bits per max-type unit, exactly one of them set:
+        bit ``u * g + j`` of the layer is set iff unit ``u``'s argmax is candidate ``j`` (the
+        first maximal one in its window's row-major order). :meth:`unit_indices` gives
+        those indices directly.
+        """
         return unpack_words(self.words_numpy(), self.layer_sizes)
+
+    def unit_indices(self, layer: int) -> np.ndarray:
+        """One layer's codes per unit as an int64 host array ``(N, units)``: the bit (0/1)
+        of a plain layer, the argmax candidate index of a one-hot layer."""
+        sub = self.layers(layer)
+        bits = sub.unpack()
+        g = sub.groups[0]
+        if g == 1:
+            return bits.astype(np.int64)
+        return np.argmax(bits.reshape(bits.shape[0], -1, g), axis=2).astype(np.int64)
 
     def to(self, like: Any) -> "Codes":
         """The same codes with words of ``like``'s array type and device (``'numpy'`` for host)."""
         if isinstance(like, str) and like == "numpy":
-            return Codes(self.words_numpy(), self.layer_sizes, self.layer_names)
-        return Codes(_like(self.words_numpy(), like), self.layer_sizes, self.layer_names)
+            return Codes(self.words_numpy(), self.layer_sizes, self.layer_names, self.groups)
+        return Codes(_like(self.words_numpy(), like), self.layer_sizes, self.layer_names, self.groups)
 
     # -- slicing ----------------------------------------------------------------------
     def __getitem__(self, rows: Any) -> "Codes":
         """Rows by integer, slice, index array or boolean mask; always keeps 2-D words."""
         if isinstance(rows, (int, np.integer)):
             rows = slice(int(rows), int(rows) + 1 if int(rows) != -1 else None)
-        return Codes(self.words[rows], self.layer_sizes, self.layer_names)
+        return Codes(self.words[rows], self.layer_sizes, self.layer_names, self.groups)
 
     def layers(self, which: int | slice | Sequence[int]) -> "Codes":
         """A sub-code made of the selected layers (in the given order)."""
@@ -223,7 +296,12 @@ class Codes:
             words = self.words[:, torch.as_tensor(cols, dtype=torch.long, device=self.words.device)]
         else:
             words = self.words[:, np.asarray(cols, dtype=np.intp)]
-        return Codes(words, tuple(self.layer_sizes[l] for l in sel), tuple(self.layer_names[l] for l in sel))
+        return Codes(
+            words,
+            tuple(self.layer_sizes[l] for l in sel),
+            tuple(self.layer_names[l] for l in sel),
+            tuple(self.groups[l] for l in sel),
+        )
 
     @staticmethod
     def concatenate(parts: Sequence["Codes"]) -> "Codes":
@@ -239,6 +317,8 @@ class Codes:
                 raise ValueError(
                     f"parts[{i}]: expected layer_sizes {first.layer_sizes}, got {p.layer_sizes}"
                 )
+            if p.groups != first.groups:
+                raise ValueError(f"parts[{i}]: expected groups {first.groups}, got {p.groups}")
         xp = first.array_type
         if any(p.array_type != xp for p in parts):
             raise TypeError(f"parts: expected one array type, got {[p.array_type for p in parts]}")
@@ -252,17 +332,18 @@ class Codes:
             words = cupy.concatenate([p.words for p in parts], axis=0)
         else:
             words = np.concatenate([p.words for p in parts], axis=0)
-        return Codes(words, first.layer_sizes, first.layer_names)
+        return Codes(words, first.layer_sizes, first.layer_names, first.groups)
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Save to ``.npz`` (words as uint32, layer sizes and names)."""
+        """Save to ``.npz`` (words as uint32, layer sizes, names and groups)."""
         np.savez_compressed(
             path,
             words=self.words_numpy(),
             layer_sizes=np.asarray(self.layer_sizes, dtype=np.int64),
             layer_names=np.asarray(self.layer_names, dtype=str),
-            format_version=np.asarray(1),
+            groups=np.asarray(self.groups, dtype=np.int64),
+            format_version=np.asarray(2),
         )
 
     @classmethod
@@ -273,7 +354,9 @@ class Codes:
             if missing:
                 raise ValueError(f"path: {path!r} is not a vqgeom Codes file (missing {sorted(missing)})")
             names = tuple(str(s) for s in f["layer_names"]) if "layer_names" in f.files else ()
-            return cls(f["words"].astype(np.uint32), tuple(int(b) for b in f["layer_sizes"]), names)
+            # Files of format 1 have no groups: every layer is plain bits.
+            groups = tuple(int(g) for g in f["groups"]) if "groups" in f.files else ()
+            return cls(f["words"].astype(np.uint32), tuple(int(b) for b in f["layer_sizes"]), names, groups)
 
 
 def _like(words: np.ndarray, like: Any) -> Any:

@@ -9,45 +9,54 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import like_input
+from ._arrays import array_module, like_input
 from ._backend import resolve_backend
-from ._validate import check_layer_sizes_match, check_weights
+from ._validate import Weights, check_layer_sizes_match, make_weights, result_dtype
 from .codes import Codes
 
 __all__ = ["pairwise_distances", "vq_kernel", "distance_dtype"]
-
-_NUMPY_UINTS = (np.uint8, np.uint16, np.uint32, np.uint64)
-# torch has arithmetic on uint8 but not on uint16/32/64: use the signed types there.
-_TORCH_INTS = ((255, "uint8"), (2**15 - 1, "int16"), (2**31 - 1, "int32"), (2**63 - 1, "int64"))
-
 
 def distance_dtype(max_value: float, integer: bool, array_type: str = "numpy") -> Any:
     """The result dtype: the smallest integer type holding ``max_value``, or float64.
 
     numpy and cupy get unsigned types (uint8/16/32/64); torch gets uint8, int16, int32 or
-    int64, since torch has no arithmetic on uint16/uint32.
+    int64, since torch has no arithmetic on uint16/uint32. Integer distances beyond uint64
+    (numpy, cupy) or int64 (torch) raise ``ValueError``.
     """
-    if array_type == "torch":
-        import torch
-
-        if not integer:
-            return torch.float64
-        for limit, name in _TORCH_INTS:
-            if max_value <= limit:
-                return getattr(torch, name)
-        return torch.float64
-    if not integer:
-        return np.dtype(np.float64)
-    for t in _NUMPY_UINTS:
-        if max_value <= np.iinfo(t).max:
-            return np.dtype(t)
-    return np.dtype(np.float64)
+    return result_dtype(max_value, integer, array_type)
 
 
 def _check_codes(codes: Any, name: str) -> Codes:
     if not isinstance(codes, Codes):
         raise TypeError(f"{name}: expected vqgeom.Codes (from vqgeom.encode), got {type(codes).__name__}")
     return codes
+
+
+def check_pair(codes_x: Any, codes_y: Any) -> tuple[Codes, Codes | None]:
+    """``codes_x`` and the optional ``codes_y``: Codes of the same layers, array type and device."""
+    codes_x = _check_codes(codes_x, "codes_x")
+    if codes_y is not None:
+        codes_y = _check_codes(codes_y, "codes_y")
+        check_layer_sizes_match(codes_x.layer_sizes, codes_y.layer_sizes)
+        if getattr(codes_x, "groups", None) != getattr(codes_y, "groups", None):
+            raise ValueError(f"codes_y: expected codes of the same groups as codes_x {codes_x.groups}, got {codes_y.groups}")
+        if codes_y.array_type != codes_x.array_type or _device(codes_x) != _device(codes_y):
+            raise ValueError(
+                f"codes_y: expected codes on the same array type and device as codes_x "
+                f"({codes_x.array_type}, {_device(codes_x)}), got ({codes_y.array_type}, {_device(codes_y)})"
+            )
+    return codes_x, codes_y
+
+
+def codes_weights(codes: Codes, weights: Any) -> Weights:
+    """The validated :class:`~vqgeom._validate.Weights` of ``weights`` for ``codes`` (a
+    :class:`Weights` already built for the same layers passes through)."""
+    if isinstance(weights, Weights):
+        if weights.layer_sizes != tuple(codes.layer_sizes):
+            raise ValueError(f"weights: built for layer sizes {weights.layer_sizes}, got codes of {tuple(codes.layer_sizes)}")
+        return weights
+    halved = getattr(codes, "halved", None)
+    return make_weights(weights, codes.layer_sizes, halved, codes.array_type)
 
 
 def pairwise_distances(
@@ -66,7 +75,10 @@ def pairwise_distances(
     codes_y : Codes, M rows, optional
         Defaults to ``codes_x`` (the symmetric VQ-Kernel).
     weights : sequence of L positive numbers, optional
-        Layer weights ``w_l`` (default 1). Integers keep an integer result.
+        Layer weights ``w_l`` (default 1). Integer values (of any dtype) keep an exact
+        integer result; a ``ValueError`` when ``sum_l w_l B_l`` exceeds the result type
+        (uint64 for numpy, int64 for torch). Real weights: float64, one rounding per
+        layer term, summed in layer order.
     per_layer : bool
         Return the unweighted per-layer matrices ``(L, N, M)`` instead.
     backend : {"auto", "cpu", "numpy", "triton", "cupy"}
@@ -76,57 +88,78 @@ def pairwise_distances(
     array (N, M), or (L, N, M) with ``per_layer``
         In ``codes_x``'s array type and device. Integer weights (or none): the smallest
         integer dtype holding ``sum_l w_l B_l`` (see :func:`distance_dtype`); real
-        weights: float64. Exact on every backend.
+        weights: float64. Exact on every backend. Memory: the result (the CPU route adds
+        a few MB of blocks; with large integer or real weights one (N, M) accumulator).
     """
-    codes_x = _check_codes(codes_x, "codes_x")
-    if codes_y is not None:
-        codes_y = _check_codes(codes_y, "codes_y")
-        check_layer_sizes_match(codes_x.layer_sizes, codes_y.layer_sizes)
-        if codes_y.array_type != codes_x.array_type or _device(codes_x) != _device(codes_y):
-            raise ValueError(
-                f"codes_y: expected codes on the same array type and device as codes_x "
-                f"({codes_x.array_type}, {_device(codes_x)}), got ({codes_y.array_type}, {_device(codes_y)})"
-            )
-    w, integer = check_weights(weights, codes_x.n_layers)
-    if per_layer:
-        w, integer = None, True
-        max_value = max(codes_x.layer_sizes, default=0)
-    else:
-        max_value = float(np.dot(np.ones(codes_x.n_layers) if w is None else w, codes_x.layer_sizes))
+    codes_x, codes_y = check_pair(codes_x, codes_y)
+    if not isinstance(per_layer, (bool, np.bool_)):
+        raise TypeError(f"per_layer: expected a bool, got {type(per_layer).__name__} {per_layer!r}")
+    wt = codes_weights(codes_x, weights)
     name = resolve_backend(backend, codes_x.words)
-    xp = codes_x.array_type
+    if per_layer:
+        parts = [
+            _distances(codes_x.layers([l]), None if codes_y is None else codes_y.layers([l]),
+                       make_weights(None, [codes_x.layer_sizes[l]], [wt.halved[l]], codes_x.array_type), name)
+            for l in range(codes_x.n_layers)
+        ]
+        dt = result_dtype(max(codes_x.layer_sizes, default=0), True, codes_x.array_type)
+        return _stack([_cast(p, dt) for p in parts], codes_x, dt, codes_y)
+    return _distances(codes_x, codes_y, wt, name)
 
+
+def _distances(codes_x: Codes, codes_y: Codes | None, wt: Weights, name: str) -> Any:
+    """Distances by backend ``name``: the kernels get ``wt.kernel`` and an output dtype that
+    holds the kernel sums; a halved layout's sums are then divided exactly."""
     if name == "triton":
         from .kernels.triton import hamming as th
 
-        out_t = distance_dtype(max_value, integer, "torch")
-        wy = None if codes_y is None else codes_y.words
-        if per_layer:
-            return _stack_layers(codes_x, codes_y, lambda cx, cy: th.pairwise_hamming(cx.words, None if cy is None else cy.words, cx.layer_sizes, None, out_t))
-        return th.pairwise_hamming(codes_x.words, wy, codes_x.layer_sizes, w, out_t)
-    if name == "cupy":
+        out = th.pairwise_hamming(codes_x.words, None if codes_y is None else codes_y.words, codes_x.layer_sizes,
+                                  wt.kernel, wt.kernel_dtype("torch"))
+    elif name == "cupy":
         from .kernels.cuda import loader
 
-        out_c = distance_dtype(max_value, integer, "numpy")
-        if per_layer:
-            return _stack_layers(codes_x, codes_y, lambda cx, cy: loader.pairwise_hamming(cx.words, None if cy is None else cy.words, cx.layer_sizes, None, out_c))
-        return loader.pairwise_hamming(
-            codes_x.words, None if codes_y is None else codes_y.words, codes_x.layer_sizes, w, out_c
-        )
-
-    out_dtype = distance_dtype(max_value, integer, "numpy")
-    if xp == "torch":
-        # numpy computes; the result is handed back in torch's dtype of the same range.
-        out_dtype = np.dtype(str(distance_dtype(max_value, integer, "torch")).replace("torch.", ""))
-    wx = codes_x.words_numpy()
-    wy = None if codes_y is None else codes_y.words_numpy()
-    if name == "numpy":
-        result = _reference(codes_x, codes_y, w, per_layer, out_dtype)
+        out = loader.pairwise_hamming(codes_x.words, None if codes_y is None else codes_y.words,
+                                      codes_x.layer_sizes, wt.kernel, wt.kernel_dtype("numpy"))
     else:
-        from .kernels import cpu
+        # numpy computes; a torch result comes back in torch's dtype of the same range.
+        kdt = wt.kernel_dtype()
+        kdt = np.dtype(str(kdt).replace("torch.", "")) if codes_x.array_type == "torch" else np.dtype(kdt)
+        if name == "numpy":
+            out = _reference(codes_x, codes_y, wt, kdt)
+        else:
+            from .kernels import cpu
 
-        result = cpu.pairwise_hamming(wx, wy, codes_x.layer_sizes, w, out_dtype, per_layer=per_layer)
-    return like_input(result, codes_x.words)
+            wx = codes_x.words_numpy()
+            wy = None if codes_y is None else codes_y.words_numpy()
+            out = cpu.pairwise_hamming(wx, wy, codes_x.layer_sizes, wt.kernel, kdt)
+        out = like_input(out, codes_x.words)
+    if wt.divisor != 1:
+        out = out // wt.divisor
+    return _cast(out, wt.dtype)
+
+
+def _cast(a: Any, dtype: Any) -> Any:
+    if array_module(a) == "torch":
+        return a if a.dtype == dtype else a.to(dtype)
+    return a if a.dtype == dtype else a.astype(dtype)
+
+
+def _stack(parts: list, codes_x: Codes, dtype: Any, codes_y: Codes | None) -> Any:
+    xp = codes_x.array_type
+    if xp == "torch":
+        import torch
+
+        if not parts:
+            m = codes_x.n if codes_y is None else codes_y.n
+            return torch.zeros((0, codes_x.n, m), dtype=dtype, device=codes_x.words.device)
+        return torch.stack(parts)
+    mod = np
+    if xp == "cupy":
+        import cupy as mod
+    if not parts:
+        m = codes_x.n if codes_y is None else codes_y.n
+        return mod.zeros((0, codes_x.n, m), dtype=dtype)
+    return mod.stack(parts)
 
 
 def _device(codes: Codes) -> str:
@@ -137,25 +170,14 @@ def _device(codes: Codes) -> str:
     return "cpu"
 
 
-def _stack_layers(codes_x: Codes, codes_y: Codes | None, fn) -> Any:
-    parts = [fn(codes_x.layers(l), None if codes_y is None else codes_y.layers(l)) for l in range(codes_x.n_layers)]
-    if codes_x.array_type == "torch":
-        import torch
-
-        return torch.stack(parts)
-    import cupy
-
-    return cupy.stack(parts)
-
-
-def _reference(codes_x: Codes, codes_y: Codes | None, w, per_layer: bool, out_dtype) -> np.ndarray:
+def _reference(codes_x: Codes, codes_y: Codes | None, wt: Weights, out_dtype) -> np.ndarray:
     from .kernels import reference
 
     bx = codes_x.unpack()
     by = bx if codes_y is None else codes_y.unpack()
-    if per_layer:
-        return reference.layer_hamming(bx, by, codes_x.layer_sizes).astype(out_dtype)
-    return reference.hamming(bx, by, codes_x.layer_sizes, w).astype(out_dtype)
+    # The oracle gets the kernel weights (ordinary per-layer weights, like every backend).
+    kern = None if wt.kernel is None else [int(v) if wt.integer else float(v) for v in wt.kernel]
+    return np.asarray(reference.hamming(bx, by, codes_x.layer_sizes, kern)).astype(out_dtype)
 
 
 def vq_kernel(

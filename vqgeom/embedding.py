@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_module, like_input, to_numpy
-from ._validate import check_int, check_weights
+from ._validate import check_int
 from .codes import Codes
 
 __all__ = ["mds", "MDSResult"]
@@ -92,7 +92,10 @@ def mds(K_or_codes: Any, n_components: int = 3, *, weights: Any = None) -> MDSRe
 
 
 def _from_codes(codes: Codes, k: int, weights: Any) -> tuple[np.ndarray, np.ndarray]:
-    w, _ = check_weights(weights, codes.n_layers)
+    from .distances import codes_weights
+
+    wt = codes_weights(codes, weights)
+    w = np.asarray(wt.kernel, dtype=np.float64) / wt.divisor if wt.kernel is not None else None
     n, b = codes.n, codes.n_units
     if k > min(n, b):
         raise ValueError(f"n_components: expected at most min(N, B) = {min(n, b)} for {n} codes of {b} units, got {k}")

@@ -20,17 +20,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from ._arrays import array_module, describe, to_numpy
+from ._trace import EncodingError, Tracer
 from ._validate import check_finite_nonempty, check_int
 from .codes import Codes, pack_bits
 
 __all__ = ["encode", "Hyperplanes", "EncodingError"]
-
-
-class EncodingError(TypeError):
-    """A network contains an operation whose activation hyperplanes vqgeom cannot read."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,193 +67,26 @@ class Hyperplanes:
         return int(self.normals.shape[0])
 
 
-# ---------------------------------------------------------------------------------------
-# What the tracer knows.
-# Each CPA function maps its call to the list of thresholds (kinks) of its input.
-
-def _hardtanh_th(args: tuple, kwargs: dict) -> list[float]:
-    lo = kwargs.get("min_val", args[1] if len(args) > 1 else -1.0)
-    hi = kwargs.get("max_val", args[2] if len(args) > 2 else 1.0)
-    return [float(lo), float(hi)]
-
-
-def _clamp_th(args: tuple, kwargs: dict) -> list[float]:
-    lo = kwargs.get("min", args[1] if len(args) > 1 else None)
-    hi = kwargs.get("max", args[2] if len(args) > 2 else None)
-    out = []
-    for v in (lo, hi):
-        if v is None:
-            continue
-        if isinstance(v, torch.Tensor):
-            if v.numel() != 1:
-                raise EncodingError("clamp with tensor bounds is not supported: its kinks differ per unit")
-            v = v.item()
-        out.append(float(v))
-    return out
-
-
-def _clamp_min_th(args: tuple, kwargs: dict) -> list[float]:
-    return _clamp_th((args[0], kwargs.get("min", args[1] if len(args) > 1 else None)), {})
-
-
-def _clamp_max_th(args: tuple, kwargs: dict) -> list[float]:
-    return _clamp_th((args[0], None, kwargs.get("max", args[1] if len(args) > 1 else None)), {})
-
-
-def _zero(args: tuple, kwargs: dict) -> list[float]:
-    return [0.0]
-
-
-def _relu6_th(args: tuple, kwargs: dict) -> list[float]:
-    return [0.0, 6.0]
-
-
-def _hardsigmoid_th(args: tuple, kwargs: dict) -> list[float]:
-    return [-3.0, 3.0]
-
-
-_CPA: dict[Callable, Callable[[tuple, dict], list[float]]] = {}
-for _f in (F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu_):
-    _CPA[_f] = _zero
-for _f in (F.leaky_relu, F.leaky_relu_, F.prelu, torch.prelu, torch.Tensor.prelu):
-    _CPA[_f] = _zero
-for _f in (F.hardtanh, F.hardtanh_):
-    _CPA[_f] = _hardtanh_th
-_CPA[F.relu6] = _relu6_th
-_CPA[F.hardsigmoid] = _hardsigmoid_th
-for _f in (torch.clamp, torch.clip, torch.Tensor.clamp, torch.Tensor.clip, torch.Tensor.clamp_, torch.Tensor.clip_, torch.clamp_):
-    _CPA[_f] = _clamp_th
-for _f in (torch.clamp_min, torch.Tensor.clamp_min, torch.Tensor.clamp_min_, torch.clamp_min_):
-    _CPA[_f] = _clamp_min_th
-for _f in (torch.clamp_max, torch.Tensor.clamp_max, torch.Tensor.clamp_max_, torch.clamp_max_):
-    _CPA[_f] = _clamp_max_th
-
-# Smooth activations: not CPA. Their pre-activation signs are recorded only on request.
-_NON_CPA = {
-    f: name
-    for name, fs in {
-        "sigmoid": (torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_),
-        "tanh": (torch.tanh, torch.Tensor.tanh, F.tanh, torch.tanh_, torch.Tensor.tanh_),
-        "gelu": (F.gelu,),
-        "silu": (F.silu,),
-        "mish": (F.mish,),
-        "softplus": (F.softplus,),
-        "elu": (F.elu, F.elu_),
-        "selu": (F.selu, torch.selu),
-        "celu": (F.celu,),
-        "hardswish": (F.hardswish,),
-        "logsigmoid": (F.logsigmoid,),
-        "softsign": (F.softsign,),
-        "tanhshrink": (F.tanhshrink,),
-    }.items()
-    for f in fs
-}
-
-# Operations that are piecewise affine but have data-dependent or multi-input kinks this
-# tracer cannot express as per-unit hyperplanes, or that are not affine at all.
-_UNSUPPORTED = {
-    f: name
-    for name, fs in {
-        "max-pooling": (F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d),
-        "elementwise max/min": (torch.maximum, torch.minimum, torch.max, torch.min, torch.Tensor.max, torch.Tensor.min),
-        "abs": (torch.abs, torch.Tensor.abs),
-        "where": (torch.where,),
-        "rrelu (random slopes)": (F.rrelu, F.rrelu_),
-        "threshold (discontinuous)": (F.threshold, F.threshold_),
-        "layer/group normalisation (not affine)": (F.layer_norm, F.group_norm),
-        "softmax": (F.softmax, F.log_softmax, torch.softmax, torch.Tensor.softmax),
-    }.items()
-    for f in fs
-}
-
-# Modules that are affine (in eval mode) or pure containers / activations handled above.
-_AFFINE_MODULES = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
-    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-    nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.Identity, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
-    nn.Sequential, nn.ModuleList, nn.ModuleDict,
-)
-_CPA_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid)
-_NON_CPA_MODULES = (
-    nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.ELU, nn.SELU, nn.CELU,
-    nn.Hardswish, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
-)
-
-
 def check_module(model: nn.Module, allow_non_cpa: bool = False) -> None:
-    """Raise :class:`EncodingError` naming the first module vqgeom cannot read.
-
-    torch's own modules must be affine, containers or CPA activations; user-defined
-    modules are allowed, and the activations their ``forward`` calls are traced.
-    """
+    """Raise :class:`EncodingError` for torch's non-CPA activation modules (sigmoid, GELU, ...)
+    before any work, unless ``allow_non_cpa``. Everything else is judged by the tracer
+    (:mod:`vqgeom._trace`), operation by operation."""
+    if allow_non_cpa:
+        return
     for name, mod in model.named_modules():
-        where = name or type(model).__name__
-        if isinstance(mod, _CPA_MODULES) or isinstance(mod, _AFFINE_MODULES):
-            continue
         if isinstance(mod, _NON_CPA_MODULES):
-            if allow_non_cpa:
-                continue
+            where = name or type(model).__name__
             raise EncodingError(
                 f"model: module {where!r} ({type(mod).__name__}) is not a continuous piecewise-affine activation, "
                 f"so it has no activation hyperplanes; pass allow_non_cpa=True to record the signs of its "
                 f"pre-activations instead"
             )
-        if type(mod).__module__.startswith("torch.nn"):
-            raise EncodingError(
-                f"model: module {where!r} ({type(mod).__name__}) is not supported: expected affine layers "
-                f"(Linear, Conv, BatchNorm in eval mode, AvgPool, Flatten, Dropout, Identity) and CPA activations "
-                f"(ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh, Hardsigmoid)"
-            )
 
 
-class _Recorder(TorchFunctionMode):
-    """Records the sign bits of every activation's input during one forward pass."""
-
-    def __init__(self, allow_non_cpa: bool, stack: list[str], rows: int):
-        super().__init__()
-        self.allow_non_cpa = allow_non_cpa
-        self.stack = stack
-        self.rows = rows
-        self.bits: list[torch.Tensor] = []
-        self.names: list[str] = []
-
-    def _where(self) -> str:
-        return self.stack[-1] if self.stack else "<top level>"
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _CPA:
-            ths = _CPA[func](args, kwargs)
-            if ths:
-                self._record(args[0], ths, getattr(func, "__name__", str(func)))
-        elif func in _NON_CPA:
-            if not self.allow_non_cpa:
-                raise EncodingError(
-                    f"model: {_NON_CPA[func]} called in {self._where()!r} is not a continuous piecewise-affine "
-                    f"activation; pass allow_non_cpa=True to record the signs of its pre-activations instead"
-                )
-            self._record(args[0], [0.0], _NON_CPA[func])
-        elif func in _UNSUPPORTED:
-            raise EncodingError(
-                f"model: {_UNSUPPORTED[func]} ({getattr(func, '__name__', func)}) called in {self._where()!r} is not "
-                f"supported: its kinks are not hyperplanes of single units"
-            )
-        return func(*args, **kwargs)
-
-    def _record(self, pre: torch.Tensor, ths: list[float], fname: str) -> None:
-        if pre.ndim == 0 or pre.shape[0] != self.rows:
-            # e.g. a parameter clamped inside forward: no bits per input (and torch.cat would fail).
-            raise EncodingError(
-                f"model: {fname} called in {self._where()!r} on a tensor of shape {tuple(pre.shape)}, expected "
-                f"one with the batch's {self.rows} rows first; activations of parameters or constants have "
-                "no hyperplanes per input"
-            )
-        flat = pre.detach().reshape(pre.shape[0], -1)
-        # Threshold-major: every unit's bit at the first kink, then at the second.
-        self.bits.append(torch.cat([flat >= t for t in ths], dim=1) if len(ths) > 1 else flat >= ths[0])
-        self.names.append(f"{self._where()}:{fname}")
+_NON_CPA_MODULES = (
+    nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.ELU, nn.SELU, nn.CELU,
+    nn.Hardswish, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
+)
 
 
 def _module_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -330,6 +159,19 @@ def _as_input(X: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(arr).to(device=device, dtype=dtype)
 
 
+def _check_real(X: Any) -> None:
+    """Complex inputs have no sign: raise (for torch as for numpy) instead of dropping the imaginary part."""
+    dt = X.dtype
+    if array_module(X) == "torch":
+        if dt.is_complex or not (dt.is_floating_point or dt in _INT_DTYPES):
+            raise TypeError(f"X: expected a real-valued tensor (float, int or bool), got dtype {dt}")
+    elif np.dtype(dt).kind not in "biuf":
+        raise TypeError(f"X: expected a real-valued array, got dtype {dt}")
+
+
+_INT_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
     for s in range(0, n, size):
         yield s, min(n, s + size)
@@ -383,7 +225,13 @@ def encode(
 
     if array_module(X) == "numpy":
         X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
+    _check_real(X)
     check_finite_nonempty(X, "X")
+    if len(X.shape) == 1:
+        raise ValueError(
+            f"X: expected a batch of inputs with a leading batch dimension (N, ...), got a 1-D array of shape "
+            f"{tuple(X.shape)}; pass X[None] for one input or X[:, None] for N scalar inputs"
+        )
     name = resolve_backend(backend, X)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
@@ -410,15 +258,16 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
     if progress is None:
         progress = n > 8 * bs
     stack: list[str] = []
+    classes: dict[str, str] = {}
     handles = []
     for mname, mod in net.named_modules():
         label = mname or type(net).__name__
+        classes[label] = type(mod).__name__
         # Hooks must return None: a forward hook's return value would replace the output.
         handles.append(mod.register_forward_pre_hook(lambda m, a, label=label: stack.append(label) and None))
         handles.append(mod.register_forward_hook(lambda m, a, o: stack.pop() and None))
-    words_parts: list[np.ndarray] = []
-    sizes: list[int] | None = None
-    names: list[str] = []
+    words_parts: list[Any] = []
+    layout: tuple | None = None
     try:
         from tqdm.auto import tqdm
 
@@ -426,36 +275,50 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
         with _EvalMode(net), torch.no_grad():
             for s, e in _batches(n, bs):
                 xb = _as_input(X[s:e], dtype, device)
-                rec = _Recorder(allow_non_cpa, stack, e - s)
+                rec = Tracer(xb, allow_non_cpa, stack, classes=classes)
                 stack.clear()
                 try:
                     with rec:
                         net(xb)
-                except EncodingError:
-                    raise
-                except (RuntimeError, ValueError) as err:
+                except Exception as err:
+                    if rec.failure is not None:
+                        raise rec.failure from None
+                    if isinstance(err, EncodingError) or not isinstance(err, (RuntimeError, ValueError)):
+                        raise
                     raise ValueError(
                         f"X: the model could not be evaluated on inputs of shape {tuple(xb.shape[1:])} per row "
                         f"({describe(X)}); {_expected_input(net)}. torch said: {err}"
                     ) from err
-                bsizes = [int(b.shape[1]) for b in rec.bits]
-                if sizes is None:
-                    sizes, names = bsizes, rec.names
-                elif bsizes != sizes:
+                if rec.failure is not None:  # raised inside the forward pass and swallowed there
+                    raise rec.failure
+                rec.check_finite()
+                blayout = (tuple(rec.sizes), tuple(rec.groups))
+                if layout is None:
+                    layout, names = blayout, tuple(rec.names)
+                elif blayout != layout:
                     raise ValueError(
-                        f"model: the activation layers differ between batches ({sizes} then {bsizes}); "
+                        f"model: the activation layers differ between batches ({layout[0]} then {blayout[0]}); "
                         "data-dependent control flow cannot be encoded"
                     )
-                bits = torch.cat(rec.bits, dim=1) if rec.bits else torch.zeros((e - s, 0), dtype=torch.bool)
-                words_parts.append(pack_bits(bits.cpu().numpy(), sizes))
+                if rec.words and rec.on_device:
+                    words_parts.append(torch.cat(rec.words, dim=1))
+                elif rec.words:
+                    words_parts.append(np.concatenate(rec.words, axis=1))
                 bar.update(e - s)
         bar.close()
     finally:
         for h in handles:
             h.remove()
-    if not sizes:
+    if not layout or not layout[0]:
         raise EncodingError("model: no activation was called during the forward pass, so there are no codes")
-    return Codes(_words_like(np.concatenate(words_parts, axis=0), X), tuple(sizes), tuple(names))
+    if isinstance(words_parts[0], torch.Tensor):
+        words = torch.cat(words_parts, dim=0) if len(words_parts) > 1 else words_parts[0]
+        xp = array_module(X)
+        if not (xp == "torch" and X.device == words.device):
+            words = _words_like(words.cpu().numpy().view(np.uint32), X)
+    else:
+        words = _words_like(np.concatenate(words_parts, axis=0) if len(words_parts) > 1 else words_parts[0], X)
+    return Codes(words, layout[0], names, layout[1])
 
 
 def _expected_input(net: nn.Module) -> str:
@@ -491,16 +354,21 @@ def _encode_reference(model: Any, X: Any) -> Codes:
     """``backend="numpy"``: float64 explicit forward pass of a Linear/activation stack."""
     from .kernels import reference
 
-    layers = reference_layers(_as_module(model))
+    from ._netspec import as_netspec, layer_groups
+
+    net = _as_module(model)
+    layers = reference_layers(net)
     bits, sizes = reference.mlp_bits(layers, to_numpy(X).reshape(int(X.shape[0]), -1))
-    return Codes(_words_like(pack_bits(bits, sizes), X), tuple(sizes))
+    spec = as_netspec(net)
+    return Codes(_words_like(pack_bits(bits, sizes), X), tuple(sizes), spec.names, layer_groups(spec))
 
 
 def reference_layers(net: nn.Module) -> list[tuple]:
     """``[(A, b, act), ...]`` for :func:`vqgeom.kernels.reference.mlp_bits` from a plain MLP.
 
     Accepts an ``nn.Sequential`` (nesting allowed) of ``Linear``, ``Flatten``, ``Identity``,
-    ``Dropout`` and ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh activations.
+    ``Dropout`` and the elementwise CPA modules of :func:`vqgeom.activations.module_spec`
+    (ReLU, LeakyReLU, PReLU, ReLU6, Hardtanh, ..., ``vqgeom.Maxout``).
     """
     from ._netspec import as_netspec
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._arrays import array_module, to_numpy
-from ._validate import check_int, check_positive_scalar, check_weights
+from ._validate import check_int, check_positive_scalar, check_sigma2s
 from .codes import Codes
 
 __all__ = ["heat_kernel", "kernel_cosine", "compare", "Comparison"]
@@ -34,28 +34,63 @@ def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
     array (N, M), float64 (float32 for float32 input), in ``K``'s array type and device.
     """
     s = check_positive_scalar(sigma2, "sigma2")
+    Kf = _real_matrix(K, "K")
+    return exp_neg(Kf * Kf if squared else Kf, s)
+
+
+def _real_matrix(K: Any, name: str) -> Any:
+    """``K`` as a finite real float array of its own array type (float32 stays float32)."""
+    if isinstance(K, Codes):
+        raise TypeError(f"{name}: expected a distance matrix (e.g. vqgeom.pairwise_distances(codes)), got Codes")
     xp = array_module(K)
     if xp == "torch":
         import torch
 
+        if K.is_complex():
+            raise TypeError(f"{name}: expected a real-valued distance matrix, got dtype {K.dtype}")
         Kf = K if K.dtype in (torch.float32, torch.float64) else K.to(torch.float64)
-        return torch.exp(-(Kf * Kf if squared else Kf) / s)
+        if Kf.device.type != "meta" and not bool(torch.isfinite(Kf).all()):
+            raise ValueError(f"{name}: expected finite distances, got NaN or inf")
+        return Kf
     if xp == "cupy":
         import cupy
 
+        if K.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: expected a real-valued distance matrix, got dtype {K.dtype}")
         Kf = K if K.dtype in (np.float32, np.float64) else K.astype(np.float64)
-        return cupy.exp(-(Kf * Kf if squared else Kf) / s)
-    K = np.asarray(K)
+        if not bool(cupy.isfinite(Kf).all()):
+            raise ValueError(f"{name}: expected finite distances, got NaN or inf")
+        return Kf
+    try:
+        K = np.asarray(K)
+    except (ValueError, TypeError):
+        raise TypeError(f"{name}: expected a real-valued distance matrix, got {type(K).__name__}") from None
     if K.dtype.kind not in "biuf":
-        raise TypeError(f"K: expected a real-valued distance matrix, got dtype {K.dtype}")
+        raise TypeError(f"{name}: expected a real-valued distance matrix, got dtype {K.dtype}")
     Kf = K if K.dtype in (np.float32, np.float64) else K.astype(np.float64)
-    return np.exp(-(Kf * Kf if squared else Kf) / s)
+    if not np.isfinite(Kf).all():
+        raise ValueError(f"{name}: expected finite distances, got NaN or inf")
+    return Kf
+
+
+def exp_neg(D: Any, sigma2: float) -> Any:
+    """``exp(-D / sigma2)`` in ``D``'s array type."""
+    xp = array_module(D)
+    if xp == "torch":
+        import torch
+
+        return torch.exp(-D / sigma2)
+    if xp == "cupy":
+        import cupy
+
+        return cupy.exp(-D / sigma2)
+    return np.exp(-D / sigma2)
 
 
 def kernel_cosine(K1: Any, K2: Any) -> float:
     """Frobenius cosine similarity ``<K1, K2> / (||K1|| ||K2||)`` of two matrices of one shape."""
-    a = to_numpy(K1).astype(np.float64, copy=False)
-    b = to_numpy(K2).astype(np.float64, copy=False)
+    a = to_numpy(_real_matrix(K1, "K1")).astype(np.float64, copy=False)
+    b = to_numpy(_real_matrix(K2, "K2")).astype(np.float64, copy=False)
     if a.shape != b.shape:
         raise ValueError(f"K2: expected the shape of K1 {a.shape}, got {b.shape}")
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
@@ -129,15 +164,18 @@ def compare(
     -------
     Comparison
     """
-    from .distances import pairwise_distances
+    from .distances import _distances, codes_weights
     from .encoding import encode
 
-    models = list(models)
+    if isinstance(models, Codes) or isinstance(models, (str, bytes)):
+        raise TypeError(f"models: expected a sequence of networks or of Codes, got {type(models).__name__}")
+    try:
+        models = list(models)
+    except TypeError:
+        raise TypeError(f"models: expected a sequence of networks or of Codes, got {type(models).__name__}") from None
     if len(models) < 1:
         raise ValueError("models: expected at least one network, got none")
-    s2 = np.atleast_1d(np.asarray(sigma2s, dtype=np.float64))
-    for v in s2:
-        check_positive_scalar(float(v), "sigma2s")
+    s2 = check_sigma2s(sigma2s)
     block_rows = check_int(block_rows, "block_rows")
     codes: list[Codes] = []
     for i, m in enumerate(models):
@@ -151,24 +189,27 @@ def compare(
     for i, c in enumerate(codes):
         if c.n != n:
             raise ValueError(f"models[{i}]: expected codes of {n} rows like models[0], got {c.n}")
+    if n == 0:
+        raise ValueError("models: expected codes of at least one row, got 0 (the cosine of empty kernels is undefined)")
     # One weight vector for all networks, or one entry (None or a vector) per network.
-    if weights is not None and not np.isscalar(weights) and all(w is None or np.ndim(w) == 1 for w in weights):
+    if _per_network(weights, len(codes)):
         per_w = list(weights)
         if len(per_w) != len(codes):
             raise ValueError(f"weights: expected one entry per network ({len(codes)}), got {len(per_w)}")
     else:
         per_w = [weights] * len(codes)
-    for c, w in zip(codes, per_w):
-        check_weights(w, c.n_layers)
+    wts = [codes_weights(c, w) for c, w in zip(codes, per_w)]
     if names is None:
         names = [f"net{i}" for i in range(len(codes))]
+    names = list(names)
     if len(names) != len(codes):
         raise ValueError(f"names: expected {len(codes)} names, got {len(names)}")
 
     from ._backend import resolve_backend
 
-    if resolve_backend(backend, codes[0].words) == "triton":
-        return Comparison(_compare_triton(codes, per_w, s2, squared), s2, list(names), squared)
+    name = resolve_backend(backend, codes[0].words)
+    if name == "triton":
+        return Comparison(_compare_triton(codes, wts, s2, squared), s2, names, squared)
     m = len(codes)
     dots = np.zeros((len(s2), m, m))
     from tqdm.auto import tqdm
@@ -177,8 +218,8 @@ def compare(
     rows = max(1, min(block_rows, (256 << 20) // (16 * m * max(n, 1))))
     for r in tqdm(range(0, n, rows), desc="compare", disable=not progress, leave=False):
         ds = []
-        for c, w in zip(codes, per_w):
-            D = to_numpy(pairwise_distances(c[r : r + rows], c, weights=w, backend=backend)).astype(np.float64)
+        for c, wt in zip(codes, wts):
+            D = to_numpy(_distances(c[r : r + rows], c, wt, name)).astype(np.float64)
             ds.append(D * D if squared else D)
         for si, sigma2 in enumerate(s2):
             hs = [np.exp(-D / sigma2) for D in ds]
@@ -190,10 +231,24 @@ def compare(
                         dots[si, b, a] += v
     norms = np.sqrt(np.einsum("saa->sa", dots))
     sim = dots / (norms[:, :, None] * norms[:, None, :])
-    return Comparison(sim, s2, list(names), squared)
+    return Comparison(sim, s2, names, squared)
 
 
-def _compare_triton(codes: list[Codes], per_w: list[Any], s2: np.ndarray, squared: bool) -> np.ndarray:
+def _per_network(weights: Any, n_networks: int) -> bool:
+    """Whether ``weights`` is a list with one entry (None or a vector) per network rather
+    than one vector shared by all."""
+    if weights is None or isinstance(weights, (str, bytes)) or np.isscalar(weights):
+        return False
+    if array_module(weights) != "numpy" or isinstance(weights, np.ndarray):
+        return getattr(weights, "ndim", 1) == 2
+    try:
+        entries = list(weights)
+    except TypeError:
+        return False
+    return any(e is None or (not isinstance(e, (str, bytes)) and np.ndim(e) == 1) for e in entries)
+
+
+def _compare_triton(codes: list[Codes], wts: list[Any], s2: np.ndarray, squared: bool) -> np.ndarray:
     """The GPU route: each pair's cosines for every sigma2 in one streamed kernel pass."""
     from .kernels.triton import reductions
 
@@ -204,6 +259,7 @@ def _compare_triton(codes: list[Codes], per_w: list[Any], s2: np.ndarray, square
             if codes[b].array_type != "torch" or codes[b].words.device != codes[a].words.device:
                 raise ValueError(f"models[{b}]: expected codes on {codes[a].words.device} like models[{a}]")
             c = reductions.heat_cosine(codes[a].words, codes[a].layer_sizes, codes[b].words, codes[b].layer_sizes,
-                                       s2, weights_a=per_w[a], weights_b=per_w[b], squared=squared)
+                                       s2, weights_a=wts[a].kernel, weights_b=wts[b].kernel, squared=squared,
+                                       divisor_a=wts[a].divisor, divisor_b=wts[b].divisor)
             sim[:, a, b] = sim[:, b, a] = c
     return sim

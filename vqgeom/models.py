@@ -30,15 +30,31 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validate import check_int
+from .activations import torch_modules
 
-__all__ = ["MLP", "mlp", "train", "TrainResult", "predict", "accuracy", "save_checkpoint", "load_checkpoint"]
+__all__ = ["MLP", "Maxout", "mlp", "train", "TrainResult", "predict", "accuracy", "save_checkpoint", "load_checkpoint"]
 
-_ACTIVATIONS = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "relu6": nn.ReLU6,
-    "hardtanh": nn.Hardtanh,
-}
+# The activations mlp() builds, by their registry names (vqgeom.activations.torch_modules).
+_ACTIVATIONS = {name: cls for cls, name in torch_modules().items() if name in ("relu", "leaky_relu", "relu6", "hardtanh")}
+
+
+class Maxout(nn.Module):
+    """Maxout: the max over consecutive groups of ``k`` features, ``(..., m k) -> (..., m)``.
+
+    ``k`` equal to the layer's width is a max over all of its units. :func:`vqgeom.encode`
+    codes each group by its argmax (first maximal feature), one-hot when ``k >= 3`` (see
+    :mod:`vqgeom.activations`); its network spec is ``("maxout", k)``.
+    """
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = check_int(k, "k")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (-1, self.k)).amax(-1)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -1,4 +1,4 @@
-"""Nearest neighbours by VQ distance, streamed by row blocks (never the full N x M matrix)."""
+"""Nearest neighbours by VQ distance, streamed by blocks (never the full N x M matrix)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from ._validate import check_int
 from .codes import Codes
 
 __all__ = ["knn"]
+
+# Bytes of one CPU distance block and its selection temporaries (about 11 bytes per entry
+# for 2-byte distances: the block, its partition copy, three masks and an int32 rank).
+_BLOCK_BYTES = 192 << 20
 
 
 def knn(
@@ -30,71 +34,143 @@ def knn(
     codes_x : Codes, N query rows
     codes_y : Codes, M reference rows, optional
         Defaults to ``codes_x``.
-    k : int
+    k : int, ``1 <= k <= M`` (``M - 1`` when excluding self)
     weights : per-layer weights, optional
+        As in :func:`vqgeom.pairwise_distances`.
     exclude_self : bool, optional
         Leave each query out of its own neighbours (default: True when ``codes_y`` is None).
     backend : compute backend for the distance blocks
-    block_rows : query rows per block (memory ``O(block_rows * M)``)
+    block_rows : int
+        Query rows per block, at most (shrunk so a block stays near 192 MB).
 
     Returns
     -------
     distances : array (N, k)
-        Ascending; ties are broken by the smaller index.
+        Ascending; ties are broken by the smaller index. The dtype of
+        :func:`vqgeom.pairwise_distances` for these weights.
     indices : array (N, k) int64
         Both in ``codes_x``'s array type.
-    """
-    from .distances import pairwise_distances
 
-    if not isinstance(codes_x, Codes):
-        raise TypeError(f"codes_x: expected vqgeom.Codes, got {type(codes_x).__name__}")
+    Notes
+    -----
+    Memory: ``O(N k)`` for the result plus one block of ``rows x columns`` distances
+    in their narrow dtype with its selection temporaries (about 192 MB), never
+    ``N x M``. Each block keeps its rows' best ``k`` so far (``argpartition``-style
+    selection on the narrow dtype, ties to the smaller index) while the columns stream.
+    The Triton backend keeps each row's top ``k`` on the GPU in one streamed kernel.
+    """
+    from .distances import check_pair, codes_weights
+
+    codes_x, codes_y = check_pair(codes_x, codes_y)
     k = check_int(k, "k")
     block_rows = check_int(block_rows, "block_rows")
+    if exclude_self is not None and not isinstance(exclude_self, (bool, np.bool_)):
+        raise TypeError(f"exclude_self: expected a bool or None, got {type(exclude_self).__name__} {exclude_self!r}")
     ref = codes_x if codes_y is None else codes_y
     if exclude_self is None:
         exclude_self = codes_y is None
     if exclude_self and codes_y is not None and codes_y.n != codes_x.n:
-        raise ValueError("exclude_self: needs codes_y of as many rows as codes_x (the same sample)")
+        raise ValueError(
+            f"exclude_self: needs codes_y of as many rows as codes_x (the same sample), got {codes_y.n} and {codes_x.n}"
+        )
     m = ref.n - (1 if exclude_self else 0)
     if k > m:
         raise ValueError(f"k: expected at most {m} neighbours among {ref.n} reference rows, got {k}")
+    wt = codes_weights(codes_x, weights)
     from ._backend import resolve_backend
 
-    if resolve_backend(backend, codes_x.words) == "triton":
-        return _knn_triton(codes_x, ref, k, weights, exclude_self)
-    n = codes_x.n
-    out_d, out_i = None, np.empty((n, k), dtype=np.int64)
-    for r in range(0, n, block_rows):
-        D = to_numpy(pairwise_distances(codes_x[r : r + block_rows], ref, weights=weights, backend=backend))
-        if out_d is None:
-            out_d = np.empty((n, k), dtype=D.dtype)
+    name = resolve_backend(backend, codes_x.words)
+    if codes_x.n == 0:
+        return _empty(codes_x, k, wt)
+    if name == "triton" and (not wt.integer or wt.kernel_int32()):
+        return _knn_triton(codes_x, ref, k, wt, exclude_self)
+    return _knn_blocks(codes_x, ref, k, wt, exclude_self, name, block_rows)
+
+
+def _empty(codes_x: Codes, k: int, wt) -> tuple[Any, Any]:
+    if codes_x.array_type == "torch":
+        import torch
+
+        dev = codes_x.words.device
+        return torch.empty((0, k), dtype=wt.dtype, device=dev), torch.empty((0, k), dtype=torch.int64, device=dev)
+    d = np.empty((0, k), dtype=wt.dtype)
+    return like_input(d, codes_x.words), like_input(np.empty((0, k), dtype=np.int64), codes_x.words)
+
+
+def smallest(D: np.ndarray, kk: int) -> np.ndarray:
+    """Column positions ``(R, kk)`` of each row's ``kk`` smallest entries, ties to the
+    smaller position, in ascending position order (not sorted by value)."""
+    R, P = D.shape
+    if P <= kk:
+        return np.broadcast_to(np.arange(P), (R, P))
+    v = np.partition(D, kk - 1, axis=1)[:, kk - 1 : kk]
+    less = D < v
+    eq = D == v
+    need = kk - less.sum(axis=1, dtype=np.int64)
+    rank = np.cumsum(eq, axis=1, dtype=np.int32)
+    eq &= rank <= need[:, None].astype(np.int32)
+    less |= eq
+    return np.nonzero(less)[1].reshape(R, kk)
+
+
+def _knn_blocks(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool, name: str, block_rows: int):
+    """Row blocks x column chunks of exact distances; each row block keeps its best ``kk``."""
+    from .distances import _distances
+
+    n, m = codes_x.n, ref.n
+    kk = k + 1 if exclude_self else k  # <= m: knn checked k against m - 1
+    item = np.dtype(str(wt.dtype).replace("torch.", "")).itemsize
+    per_entry = 2 * item + 7
+    rows = int(max(1, min(block_rows, n, _BLOCK_BYTES // (per_entry * min(m, 4096)))))
+    cols = int(max(kk + 1, min(m, _BLOCK_BYTES // (per_entry * rows) - kk)))
+    out_d = np.empty((n, k), dtype=np.dtype(str(wt.dtype).replace("torch.", "")))
+    out_i = np.empty((n, k), dtype=np.int64)
+    for r in range(0, n, rows):
+        q = codes_x[r : r + rows]
+        R = q.n
+        best_d = np.empty((R, 0), dtype=out_d.dtype)
+        best_i = np.empty((R, 0), dtype=np.int64)
+        for c in range(0, m, cols):
+            D = to_numpy(_distances(q, ref[c : c + cols], wt, name))
+            cand = np.concatenate([best_d, D], axis=1)
+            pos = smallest(cand, kk)
+            nb = best_d.shape[1]
+            if nb:
+                best_i = np.where(pos < nb, np.take_along_axis(best_i, np.minimum(pos, nb - 1), axis=1), c + pos - nb)
+            else:
+                best_i = c + pos
+            best_d = np.take_along_axis(cand, pos, axis=1)
+        order = np.argsort(best_d, axis=1, kind="stable")  # positions ascend with index: ties keep index order
+        best_d = np.take_along_axis(best_d, order, axis=1)
+        best_i = np.take_along_axis(best_i, order, axis=1)
         if exclude_self:
-            # a wider type leaves room for a sentinel above every real distance
-            D = D.astype(np.float64) if D.dtype.kind == "f" else D.astype(np.int64)
-            rows = np.arange(D.shape[0])
-            D[rows, r + rows] = np.iinfo(np.int64).max if D.dtype.kind == "i" else np.inf
-        idx = np.argsort(D, axis=1, kind="stable")[:, :k]  # stable: ties keep index order
-        out_i[r : r + D.shape[0]] = idx
-        out_d[r : r + D.shape[0]] = np.take_along_axis(D, idx, axis=1)
+            best_d, best_i = _drop_self(best_d, best_i, np.arange(r, r + R), k)
+        out_d[r : r + R] = best_d
+        out_i[r : r + R] = best_i
     return like_input(out_d, codes_x.words), like_input(out_i, codes_x.words)
 
 
-def _knn_triton(codes_x: Codes, ref: Codes, k: int, weights: Any, exclude_self: bool) -> tuple[Any, Any]:
+def _drop_self(d: np.ndarray, i: np.ndarray, self_idx: np.ndarray, k: int):
+    """Each row's ``k`` best without its own index (or without the last when self is not
+    among the ``k + 1``)."""
+    keep = i != self_idx[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return d[keep].reshape(-1, k), i[keep].reshape(-1, k)
+
+
+def _knn_triton(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool) -> tuple[Any, Any]:
     """The GPU route: one streamed kernel keeps each row's top k over all column tiles."""
-    from .distances import distance_dtype
+    import torch
+
     from .kernels.triton import reductions
-    from ._validate import check_weights
 
-    w, integer = check_weights(weights, codes_x.n_layers)
-    if ref.array_type != "torch" or ref.words.device != codes_x.words.device:
-        raise ValueError(f"codes_y: expected torch codes on {codes_x.words.device} like codes_x")
     kk = k + 1 if exclude_self else k
-    d, i = reductions.knn(codes_x.words, codes_x.layer_sizes, kk, wy=None if ref is codes_x else ref.words, weights=w)
+    d, i = reductions.knn(codes_x.words, codes_x.layer_sizes, kk,
+                          wy=None if ref is codes_x else ref.words, weights=wt.kernel)
     if exclude_self:
-        import torch
-
         keep = i != torch.arange(codes_x.n, device=i.device)[:, None]
         keep[keep.all(dim=1), -1] = False  # self not among the k + 1: drop the last instead
         d, i = d[keep].reshape(codes_x.n, k), i[keep].reshape(codes_x.n, k)
-    max_value = float(np.dot(np.ones(codes_x.n_layers) if w is None else w, codes_x.layer_sizes))
-    return d.to(distance_dtype(max_value, integer, "torch")), i
+    if wt.divisor != 1:
+        d = d // wt.divisor
+    return d.to(wt.dtype), i

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import to_numpy
-from ._validate import check_int, check_positive_scalar, check_weights
+from ._validate import check_int, check_positive_scalar
 from .codes import Codes
 
 __all__ = ["heat_embedding", "HeatEmbedding"]
@@ -65,13 +65,19 @@ def heat_embedding(
         ``"triton"`` (CUDA torch codes: streamed GPU products) or a CPU backend
         (see :mod:`vqgeom._backend`).
     block_rows : int
-        Rows per block on the CPU route.
+        Rows per block on the CPU route, at most (shrunk so a float64 block stays near
+        128 MB).
     tol : float
         Lanczos tolerance (the GPU products are float32: about 1e-6 relative).
 
     Returns
     -------
     HeatEmbedding
+
+    Notes
+    -----
+    Memory: ``O(N k)`` for the Lanczos vectors plus one block of distances (CPU: about
+    128 MB of float64 rows; GPU: the streamed kernel's tiles), never the ``N x N`` kernel.
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -85,26 +91,33 @@ def heat_embedding(
     n = codes.n
     if k >= n:
         raise ValueError(f"n_components: expected fewer than the {n} rows, got {k}")
-    w, _ = check_weights(weights, codes.n_layers)
-    if resolve_backend(backend, codes.words) == "triton":
+    from .distances import _distances, codes_weights
+
+    if not isinstance(squared, (bool, np.bool_)):
+        raise TypeError(f"squared: expected a bool, got {type(squared).__name__} {squared!r}")
+    tol = float(check_positive_scalar(tol, "tol")) if tol != 0 else 0.0
+    wt = codes_weights(codes, weights)
+    name = resolve_backend(backend, codes.words)
+    if name == "triton":
         import torch
 
         from .kernels.triton import reductions
 
         def matmat(V: np.ndarray) -> np.ndarray:
             Vt = torch.as_tensor(np.asarray(V, dtype=np.float32).reshape(n, -1), device=codes.words.device)
-            out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=w, squared=squared)
+            out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
+                                         divisor=wt.divisor)
             return out.double().cpu().numpy()
 
     else:
-        from .distances import pairwise_distances
+        # Row blocks of at most ~128 MB of float64 (the block, its square and exponential).
+        rows = int(max(1, min(block_rows, (128 << 20) // (24 * n))))
 
         def matmat(V: np.ndarray) -> np.ndarray:
             V = np.asarray(V, dtype=np.float64).reshape(n, -1)
             out = np.empty_like(V)
-            for r in range(0, n, block_rows):
-                D = to_numpy(pairwise_distances(codes[r : r + block_rows], codes, weights=w, backend=backend))
-                D = D.astype(np.float64)
+            for r in range(0, n, rows):
+                D = to_numpy(_distances(codes[r : r + rows], codes, wt, name)).astype(np.float64)
                 out[r : r + D.shape[0]] = np.exp(-(D * D if squared else D) / s2) @ V
             return out
 

@@ -74,8 +74,9 @@ def pairwise_hamming(wx: Any, wy: Any, layer_sizes: Sequence[int], weights: Any 
     wy : cupy.ndarray, uint32, (M, W), or None
         ``None``: X against X (upper-triangle tiles only, mirrored on write).
     layer_sizes : sequence of int
-    weights : None or array-like (L,)
-        Positive per-layer weights; integer-valued weights give exact integers.
+    weights : None or ndarray (L,)
+        Per-layer weights validated by the caller (:func:`vqgeom._validate.make_weights`):
+        an integer dtype gives exact integers (up to 2**53, checked), a float dtype reals.
     out_dtype : dtype-like
         One of ``OUT_DTYPES``; must hold ``sum_l w_l B_l`` (checked).
 
@@ -95,21 +96,27 @@ def pairwise_hamming(wx: Any, wy: Any, layer_sizes: Sequence[int], weights: Any 
     dt = np.dtype(out_dtype)
     if dt.name not in OUT_DTYPES:
         raise TypeError(f"out_dtype: expected one of {OUT_DTYPES}, got {dt}")
-    sizes = np.asarray([int(b) for b in layer_sizes], dtype=np.float64)
+    sizes = [int(b) for b in layer_sizes]
     if weights is None:
-        w = None
-        dmax = float(sizes.sum())
+        w, integral, dmax = None, True, sum(sizes)
     else:
-        w = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if w.shape[0] != len(sizes):
-            raise ValueError(f"weights: expected {len(sizes)} per-layer weights, got {w.shape[0]}")
-        if not np.all(np.isfinite(w)) or np.any(w <= 0):
-            raise ValueError(f"weights: expected finite positive weights, got {w.tolist()}")
-        dmax = float(np.sum(w * sizes))
-        if dt.kind in "iu" and not np.all(w == np.round(w)):
-            raise ValueError(f"weights: an integer out_dtype ({dt}) needs integer weights, got {w.tolist()}")
+        # Validated by the caller (vqgeom._validate.make_weights): the dtype says integer or real.
+        wa = np.asarray(weights).reshape(-1)
+        if wa.shape[0] != len(sizes):
+            raise ValueError(f"weights: expected {len(sizes)} per-layer weights, got {wa.shape[0]}")
+        integral = wa.dtype.kind in "iu"
+        dmax = sum(int(v) * b for v, b in zip(wa.tolist(), sizes)) if integral else float(np.dot(wa, sizes))
+        w = wa.astype(np.float64)
+        if dt.kind in "iu" and not integral:
+            raise ValueError(f"weights: an integer out_dtype ({dt}) needs integer weights, got {wa.tolist()}")
+        if integral and dmax > 2**53:
+            # The weighted kernel accumulates in double: exact for integers up to 2**53 only.
+            raise ValueError(
+                f"weights: integer distances up to {dmax} pass 2**53, the exact range of the cupy kernel's "
+                f"double accumulator; use backend='cpu' (or 'triton' on torch tensors)"
+            )
     if dt.kind in "iu" and dmax > np.iinfo(dt).max:
-        raise ValueError(f"out_dtype: {dt} cannot hold distances up to {dmax:.0f} (max {np.iinfo(dt).max})")
+        raise ValueError(f"weights: distances up to sum_l w_l B_l = {dmax} do not fit out_dtype {dt} (max {np.iinfo(dt).max})")
     sym = wy is None
     with wx.device:
         mod = get_module(wx.device.id)

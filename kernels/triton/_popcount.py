@@ -14,10 +14,9 @@ import numpy as np
 import triton
 import triton.language as tl
 
-from vqgeom._validate import check_weights as _check_layer_weights
 from vqgeom.codes import layer_word_offsets
 
-__all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "check_weights",
+__all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "layer_weights", "INT32_MAX",
            "ensure_allocator", "tma_ok", "small_array",
            "to_acc", "add_layer"]
 
@@ -45,8 +44,11 @@ def popcount32(x, HW: tl.constexpr):
 @triton.jit
 def to_acc(x, FLOAT_ACC: tl.constexpr):
     """An int32 tile in the distance kernels' accumulation dtype: int32 (``FLOAT_ACC``
-    0: integer weights, exact), float32 (1) or float64 (2)."""
-    if FLOAT_ACC == 2:
+    0: integer weights, exact), float32 (1), float64 (2) or int64 (3: integer weights
+    whose sums pass int32, exact)."""
+    if FLOAT_ACC == 3:
+        y = x.to(tl.int64)
+    elif FLOAT_ACC == 2:
         y = x.to(tl.float64)
     elif FLOAT_ACC == 1:
         y = x.to(tl.float32)
@@ -97,14 +99,28 @@ def check_words(name: str, w: Any, n_words: int | None = None) -> None:
         raise ValueError(f"{name}: expected {n_words} words per row for these layer_sizes, got shape {tuple(w.shape)}")
 
 
-def check_weights(weights: Any, n_layers: int) -> tuple[np.ndarray | None, bool]:
-    """Validate per-layer weights (:func:`vqgeom._validate.check_weights`).
+INT32_MAX = 2**31 - 1
 
-    Returns ``(float64 array or None, whether every weight is an integer value)``: the
-    kernels keep exact integer accumulators for integer-valued weights.
+
+def layer_weights(weights: Any, layer_sizes: Any) -> tuple[np.ndarray | None, bool, int | float]:
+    """Per-layer kernel weights as given by the caller (already validated, e.g. by
+    :func:`vqgeom._validate.make_weights`): ``(array or None, integral, largest sum)``.
+
+    An integer dtype means exact integer accumulation; a float dtype real weights. Only
+    the length is checked here; the largest sum ``sum_l w_l B_l`` is a Python int for
+    integer weights, so callers can check it against their accumulator.
     """
-    w, _ = _check_layer_weights(weights, n_layers)
-    return w, w is None or bool(np.all(w == np.round(w)))
+    sizes = [int(b) for b in layer_sizes]
+    if weights is None:
+        return None, True, sum(sizes)
+    w = np.asarray(weights)
+    if w.ndim != 1 or w.shape[0] != len(sizes):
+        raise ValueError(f"weights: expected {len(sizes)} per-layer weights, got shape {w.shape}")
+    if w.dtype.kind in "iu":
+        return w, True, sum(int(v) * b for v, b in zip(w.tolist(), sizes))
+    if w.dtype.kind != "f":
+        raise TypeError(f"weights: expected an integer or float array, got dtype {w.dtype}")
+    return w.astype(np.float64), False, float(np.dot(w.astype(np.float64), np.asarray(sizes, dtype=np.float64)))
 
 
 _ALLOCATOR_DEVICE: str | None = None

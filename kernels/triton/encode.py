@@ -101,6 +101,8 @@ def mlp_layers(net: Any) -> MLPLayers | None:
     """
     import torch.nn as nn
 
+    from vqgeom.activations import module_spec
+
     if not isinstance(net, nn.Sequential):
         return None
     params = list(net.parameters())
@@ -119,16 +121,22 @@ def mlp_layers(net: Any) -> MLPLayers | None:
             continue
         if pending is None:
             return None
-        if isinstance(mod, nn.ReLU):
-            slope, fname = 0.0, "relu"
-        elif isinstance(mod, nn.LeakyReLU):
-            slope, fname = float(mod.negative_slope), "leaky_relu"
-        elif isinstance(mod, nn.PReLU):
+        # The activation registry says what the module is; the kernel takes one kink at 0
+        # with a slope below it (ReLU, LeakyReLU, PReLU, RReLU in eval mode).
+        got = module_spec(mod)
+        if got is None:
+            return None
+        act, fname = got
+        if act == "relu":
+            slope = 0.0
+        elif act[0] == "leaky":
+            slope = float(act[1])
+        elif act[0] == "prelu":
             w = mod.weight.detach()
             out_features = pending[0].shape[0]
             if w.numel() not in (1, out_features):
                 return None
-            slope, fname = (float(w.reshape(())) if w.numel() == 1 else w.reshape(-1)), "prelu"
+            slope = float(w.reshape(())) if w.numel() == 1 else w.reshape(-1)
         else:
             return None
         out.append((pending[0], pending[1], slope))

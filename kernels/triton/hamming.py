@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import (add_layer, check_weights, check_words, hw_popcount, layer_offsets, popcount32,
+from ._popcount import (INT32_MAX, add_layer, check_words, layer_weights, hw_popcount, layer_offsets, popcount32,
                         small_array, to_acc, triangle_tile)
 
 __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_words", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
@@ -43,7 +43,7 @@ def word_distance(xrow, yrow, mm, mn, LOFF, WGT, L, WEIGHTED: tl.constexpr, FLOA
                   HW: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr):
     """Distance tile (BM, BN) by XOR + popcount between word rows ``xrow`` and ``yrow``.
 
-    Accumulates in int32 (``FLOAT_ACC == 0``), float32 (1) or float64 (2).
+    Accumulates in int32 (``FLOAT_ACC == 0``), float32 (1), float64 (2) or int64 (3).
 
     ``NW > 0`` (unweighted codes of ``NW`` words): the word loop is unrolled at compile
     time, so all loads are in flight together. Otherwise per-layer runtime loops, one
@@ -105,33 +105,38 @@ def _popc_hamming_kernel(
 
 def prepare_weights(
     layer_sizes: Sequence[int], weights: Any, out_dtype: torch.dtype
-) -> tuple[np.ndarray | None, bool, float]:
-    """Check weights against the output dtype.
+) -> tuple[np.ndarray | None, int, int | float]:
+    """Check kernel weights against the output dtype.
+
+    ``weights``: None, or per-layer weights already validated by the caller (an integer
+    dtype: exact integer sums; a float dtype: real weights), see
+    :func:`vqgeom._validate.make_weights`.
 
     Returns ``(weights or None, accumulation, largest possible distance)`` with
-    accumulation 0 (int32: integer-valued weights, exact), 1 (float32) or 2 (float64,
-    for a float64 output: one float64 rounding per layer).
+    accumulation 0 (int32: integer weights, exact), 1 (float32), 2 (float64, for a float64
+    output: one float64 rounding per layer) or 3 (int64: integer weights whose sums pass
+    int32, for an int64 output; exact).
     """
     if out_dtype not in OUT_DTYPES:
         raise TypeError(f"out_dtype: expected one of {[str(d) for d in OUT_DTYPES]}, got {out_dtype}")
-    w, integral = check_weights(weights, len(layer_sizes))
-    sizes = np.asarray([int(b) for b in layer_sizes], dtype=np.float64)
-    dmax = float(np.sum(sizes if w is None else w * sizes))
+    w, integral, dmax = layer_weights(weights, layer_sizes)
     if out_dtype.is_floating_point:
-        if integral and dmax < 2**31:
+        if integral and dmax <= INT32_MAX:
             return w, 0, dmax
         return w, 2 if out_dtype == torch.float64 else 1, dmax
     if not integral:
         raise ValueError(f"weights: an integer out_dtype ({out_dtype}) needs integer weights, got {w.tolist()}")
     top = torch.iinfo(out_dtype).max
-    if dmax > top or dmax >= 2**31:
-        raise ValueError(f"out_dtype: {out_dtype} cannot hold distances up to {dmax:.0f} (max {top})")
-    return w, 0, dmax
+    if dmax > top:
+        raise ValueError(
+            f"weights: distances up to sum_l w_l B_l = {dmax} do not fit out_dtype {out_dtype} (max {top})"
+        )
+    return w, 0 if dmax <= INT32_MAX else 3, dmax
 
 
 def weight_dtype(acc: int) -> torch.dtype:
     """Device dtype of the per-layer weights for an accumulation mode."""
-    return (torch.int32, torch.float32, torch.float64)[int(acc)]
+    return (torch.int32, torch.float32, torch.float64, torch.int64)[int(acc)]
 
 
 def _alloc_out(n: int, m: int, out_dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -208,8 +213,10 @@ def pairwise_hamming(
         mirrored on write).
     layer_sizes : sequence of int
         Units per layer ``B_l`` (fixes the word range of each layer).
-    weights : None or array-like of float, shape (L,)
-        Positive per-layer weights. Integer-valued weights give exact integers.
+    weights : None or ndarray, shape (L,)
+        Per-layer weights, validated by the caller (:func:`vqgeom._validate.make_weights`):
+        an integer dtype gives exact integers (int32 accumulation, int64 when the sums
+        pass int32), a float dtype real weights.
     out_dtype : torch.dtype
         uint8, int16, uint16, int32, int64, float32 or float64. Must hold the largest
         possible distance ``sum_l w_l B_l`` (checked). Non-integer weights need a float;

@@ -132,7 +132,7 @@ def segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG
                      BK: tl.constexpr, KT: tl.constexpr):
     """Distance tile (BM, BN) between rows ``offs_m`` of S and ``offs_n`` of T.
 
-    int32 (``FLOAT_ACC == 0``), float32 (1) or float64 (2). ``KT > 0`` says there is one
+    int32 (``FLOAT_ACC == 0``), float32 (1), float64 (2) or int64 (3). ``KT > 0`` says there is one
     segment of ``KT`` columns: the K loop is then unrolled at compile time, so every
     operand load is issued up front instead of one dependent round trip per K block.
     """
@@ -276,7 +276,7 @@ def segment_args(p: Pm1Codes, w: Any, float_acc: int, device: torch.device):
     if w is None:
         wgt = bl  # unused
     else:
-        wgt = small_array(w, (torch.int32, torch.float32, torch.float64)[int(float_acc)], device)
+        wgt = small_array(w, (torch.int32, torch.float32, torch.float64, torch.int64)[int(float_acc)], device)
     return koff, bl, wgt
 
 

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import check_words, layer_offsets, small_array
+from ._popcount import INT32_MAX, check_words, layer_offsets, layer_weights, small_array
 from .int8 import pm1_codes, segment_args, segment_distance, static_k
 
 __all__ = ["heat_matmat", "heat_cosine", "knn"]
@@ -42,15 +42,30 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: Any):
-    """+-1 codes and device segment arrays for (words, weights); float accumulation flag."""
-    from ._popcount import check_weights
+def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: Any, exact: bool = False):
+    """+-1 codes and device segment arrays for (words, weights); the accumulation mode.
 
+    Integer weights accumulate exactly in int32 when their sums fit; otherwise in float32
+    (real weights, or integer sums past int32 for the heat products, whose float32 results
+    lose nothing by it). ``exact`` (k-NN: the distances are returned) refuses integer sums
+    past int32 instead.
+    """
     check_words(name, words, layer_offsets(layer_sizes)[-1])
-    w, integral = check_weights(weights, len(layer_sizes))
-    float_acc = 0 if integral else 1  # float32 accumulation for real weights
+    w, integral, dmax = layer_weights(weights, layer_sizes)
+    if integral and dmax > INT32_MAX and exact:
+        raise ValueError(
+            f"weights: integer distances up to sum_l w_l B_l = {dmax} pass the Triton k-NN's int32 "
+            f"accumulator (max {INT32_MAX}); vqgeom.knn routes such weights through pairwise blocks"
+        )
+    float_acc = 0 if integral and dmax <= INT32_MAX else 1
     p = pm1_codes(words, layer_sizes, per_layer=w is not None)
     return p, w, float_acc
+
+
+def _divisor(divisor: Any, name: str = "divisor") -> float:
+    if isinstance(divisor, bool) or not isinstance(divisor, (int, np.integer)) or divisor < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {divisor!r}")
+    return float(divisor)
 
 
 @triton.jit
@@ -85,7 +100,7 @@ def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son,
 
 
 def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, sigma2: float, *,
-                wy: torch.Tensor | None = None, weights: Any = None, squared: bool = False,
+                wy: torch.Tensor | None = None, weights: Any = None, squared: bool = False, divisor: int = 1,
                 block: tuple[int, int] = (128, 64), num_warps: int = 4) -> torch.Tensor:
     """``exp(-D / sigma2) @ V`` without forming ``D`` (``D**2`` if ``squared``).
 
@@ -100,10 +115,14 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
         Positive bandwidth.
     wy : torch.Tensor, int32, (M, W), optional
         Column codes (default: ``wx``).
-    weights : None or array-like (L,)
-        Positive per-layer weights of the VQ distance.
+    weights : None or ndarray (L,)
+        Per-layer kernel weights, validated by the caller (integer dtype: exact int32
+        sums where they fit; float dtype: real weights).
     squared : bool
         Use ``exp(-D**2 / sigma2)``.
+    divisor : int
+        ``D`` is the weighted popcount sum divided by this (halved layers, see
+        :class:`vqgeom._validate.Weights`): sigma2 is scaled instead of ``D``.
 
     Returns
     -------
@@ -113,6 +132,7 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
         raise ValueError(f"sigma2: expected a positive finite number, got {sigma2!r}")
     if not isinstance(V, torch.Tensor):
         raise TypeError(f"V: expected a torch.Tensor, got {type(V).__name__}")
+    div = _divisor(divisor) ** (2 if squared else 1)
     vec = V.ndim == 1
     V2 = (V[:, None] if vec else V).to(torch.float32).contiguous()
     px, w, float_acc = _codes("wx", wx, layer_sizes, weights)
@@ -132,7 +152,7 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
     bm, bn = block
     _heat_mm_kernel[(triton.cdiv(n, bm),)](
         px.s, py.s, V2, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
-        V2.stride(0), out.stride(0), -_LOG2E / float(sigma2), kv,
+        V2.stride(0), out.stride(0), -_LOG2E / (float(sigma2) * div), kv,
         SQUARED=bool(squared), WEIGHTED=w is not None, FLOAT_ACC=float_acc, USE_DOT=use_dot,
         BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=static_k(px), num_warps=num_warps,
     )
@@ -140,7 +160,7 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
 
 
 @triton.jit
-def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2, COEF, N, s1n, s2n,
+def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2, COEF, COEF2, N, s1n, s2n,
                    NS: tl.constexpr, SQUARED: tl.constexpr, W1: tl.constexpr, F1: tl.constexpr,
                    W2: tl.constexpr, F2: tl.constexpr, B: tl.constexpr, BK1: tl.constexpr,
                    BK2: tl.constexpr, SP: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr):
@@ -167,7 +187,7 @@ def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2
         for s in tl.static_range(NS):
             c = tl.load(COEF + s)
             k1 = tl.where(valid, tl.exp2(d1 * c), 0.0)
-            k2 = tl.where(valid, tl.exp2(d2 * c), 0.0)
+            k2 = tl.where(valid, tl.exp2(d2 * tl.load(COEF2 + s)), 0.0)
             sel = sc[None, :] == s
             a12 += tl.where(sel, factor * tl.sum(k1 * k2, axis=1)[:, None], 0.0)
             a11 += tl.where(sel, factor * tl.sum(k1 * k1, axis=1)[:, None], 0.0)
@@ -181,7 +201,8 @@ def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2
 
 def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Tensor, sizes_b: Sequence[int],
                 sigma2s: Sequence[float], *, weights_a: Any = None, weights_b: Any = None,
-                squared: bool = False, block: int = 64, num_warps: int = 4) -> np.ndarray:
+                squared: bool = False, divisor_a: int = 1, divisor_b: int = 1, block: int = 64,
+                num_warps: int = 4) -> np.ndarray:
     """Cosine between the heat kernels of two networks on the same N inputs, per sigma2.
 
     ``cos_s = <K_a, K_b> / (||K_a|| ||K_b||)`` with ``K = exp(-D / sigma2_s)`` (Frobenius),
@@ -195,8 +216,11 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
         Their layer sizes.
     sigma2s : sequence of float
         Positive bandwidths (all computed in one pass).
-    weights_a, weights_b : None or array-like
-        Per-layer weights of each network's VQ distance.
+    weights_a, weights_b : None or ndarray
+        Per-layer kernel weights of each network's VQ distance (validated by the caller).
+    divisor_a, divisor_b : int
+        Each network's distance is its weighted popcount sum divided by this (halved
+        layers); its sigma2s are scaled instead.
     squared : bool
         Use ``exp(-D**2 / sigma2)``.
 
@@ -219,12 +243,14 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
     dev = words_a.device
     ns = s2.size
     sp = _next_pow2(ns)
-    coef = small_array(-_LOG2E / s2, torch.float32, dev)
+    pw = 2 if squared else 1
+    coef = small_array(-_LOG2E / (s2 * _divisor(divisor_a, "divisor_a") ** pw), torch.float32, dev)
+    coef2 = small_array(-_LOG2E / (s2 * _divisor(divisor_b, "divisor_b") ** pw), torch.float32, dev)
     out = torch.zeros((n, 3, sp), dtype=torch.float32, device=dev)
     ka, ba, ga = segment_args(pa, wa, fa, dev)
     kb, bb, gb = segment_args(pb, wb, fb, dev)
     _cosine_kernel[(triton.cdiv(n, block),)](
-        pa.s, pb.s, out, ka, ba, ga, len(pa.units), kb, bb, gb, len(pb.units), coef, n, pa.s.stride(0),
+        pa.s, pb.s, out, ka, ba, ga, len(pa.units), kb, bb, gb, len(pb.units), coef, coef2, n, pa.s.stride(0),
         pb.s.stride(0), NS=ns, SQUARED=bool(squared), W1=wa is not None, F1=fa, W2=wb is not None, F2=fb,
         B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=static_k(pa), KT2=static_k(pb), num_warps=num_warps,
     )
@@ -286,15 +312,17 @@ def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tenso
     wy : torch.Tensor, int32, (M, W), optional
         Candidate codes (default ``wx``; a row's own index is then among its neighbours,
         as in ``reference.knn`` on the full matrix).
-    weights : None or array-like (L,)
+    weights : None or ndarray (L,)
+        Per-layer kernel weights (validated by the caller); integer sums must fit int32
+        (``ValueError`` otherwise).
 
     Returns
     -------
     distances : torch.Tensor, (N, k), int32 (float32 with non-integer weights), ascending
     indices : torch.Tensor, int64, (N, k); ties go to the smaller index
     """
-    px, w, float_acc = _codes("wx", wx, layer_sizes, weights)
-    py = px if wy is None else _codes("wy", wy, layer_sizes, weights)[0]
+    px, w, float_acc = _codes("wx", wx, layer_sizes, weights, exact=True)
+    py = px if wy is None else _codes("wy", wy, layer_sizes, weights, exact=True)[0]
     n, m = px.s.shape[0], py.s.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= max(m, 1) or m == 0:
         raise ValueError(f"k: expected an integer in [1, {m}] (the number of candidates), got {k!r}")
