@@ -12,7 +12,7 @@ import pytest
 
 import vqgeom
 
-HEAVY = ("triton", "cupy", "shapely")
+HEAVY = ("triton", "cupy", "shapely", "dask", "distributed", "zarr")
 
 
 def run_isolated(code: str, tmp_path: Path) -> None:

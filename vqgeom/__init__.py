@@ -32,6 +32,7 @@ _EXPORTS = {
     "pairwise_distances": "vqgeom.distances",
     "vq_kernel": "vqgeom.distances",
     "heat_kernel": "vqgeom.heat",
+    "heat_matmat": "vqgeom.heat",
     "kernel_cosine": "vqgeom.heat",
     "compare": "vqgeom.heat",
     "Comparison": "vqgeom.heat",

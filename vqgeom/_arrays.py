@@ -1,6 +1,7 @@
 """Array-type plumbing: which library an array belongs to, and moving results back to it.
 
-Never imports cupy (or triton): an array can only be a cupy array if cupy is already loaded.
+Never imports cupy, dask (or triton): an array can only be a cupy or dask array if that library
+is already loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ __all__ = ["array_module", "to_numpy", "like_input", "describe"]
 
 
 def array_module(a: Any) -> str:
-    """``'torch'``, ``'cupy'`` or ``'numpy'`` (anything else array-like counts as numpy)."""
+    """``'torch'``, ``'cupy'``, ``'dask'`` or ``'numpy'`` (anything else array-like counts as numpy)."""
+    # getattr: another thread may be importing dask.array right now (a dask worker deserialising a
+    # task); until its Array class exists no object can be one.
+    dask_array_cls = getattr(sys.modules.get("dask.array.core"), "Array", None)
+    if dask_array_cls is not None and isinstance(a, dask_array_cls):
+        return "dask"
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(a, torch.Tensor):
         return "torch"
@@ -25,8 +31,11 @@ def array_module(a: Any) -> str:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """A host numpy view or copy of ``a`` (torch tensors are detached and moved to the CPU)."""
+    """A host numpy view or copy of ``a`` (torch tensors are detached and moved to the CPU; dask
+    arrays are computed)."""
     xp = array_module(a)
+    if xp == "dask":
+        return to_numpy(a.compute())
     if xp == "torch":
         return a.detach().cpu().numpy()
     if xp == "cupy":
@@ -64,6 +73,8 @@ def describe(a: Any) -> str:
         return f"torch.Tensor(shape={tuple(a.shape)}, dtype={a.dtype}, device={a.device})"
     if xp == "cupy":
         return f"cupy.ndarray(shape={a.shape}, dtype={a.dtype}, device=cuda:{a.device.id})"
+    if xp == "dask":
+        return f"dask.array(shape={a.shape}, dtype={a.dtype}, chunks={a.chunksize})"
     if isinstance(a, np.ndarray):
         return f"numpy.ndarray(shape={a.shape}, dtype={a.dtype})"
     return type(a).__name__

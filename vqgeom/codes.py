@@ -177,6 +177,10 @@ class Codes:
         want = "int32" if xp == "torch" else "uint32"
         if str(self.words.dtype).replace("torch.", "") != want:
             raise TypeError(f"words: expected {want} words for a {xp} array, got dtype {self.words.dtype}")
+        if xp == "dask":
+            from ._dask import normalize_words
+
+            object.__setattr__(self, "words", normalize_words(self.words))
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -229,7 +233,7 @@ class Codes:
 
     @property
     def array_type(self) -> str:
-        """``'numpy'``, ``'torch'`` or ``'cupy'``: the type distances are returned in."""
+        """``'numpy'``, ``'torch'``, ``'cupy'`` or ``'dask'``: the type distances are returned in."""
         return array_module(self.words)
 
     def __repr__(self) -> str:
@@ -330,6 +334,10 @@ class Codes:
             import cupy
 
             words = cupy.concatenate([p.words for p in parts], axis=0)
+        elif xp == "dask":
+            import dask.array as da
+
+            words = da.concatenate([p.words for p in parts], axis=0)
         else:
             words = np.concatenate([p.words for p in parts], axis=0)
         return Codes(words, first.layer_sizes, first.layer_names, first.groups)
@@ -357,6 +365,39 @@ class Codes:
             # Files of format 1 have no groups: every layer is plain bits.
             groups = tuple(int(g) for g in f["groups"]) if "groups" in f.files else ()
             return cls(f["words"].astype(np.uint32), tuple(int(b) for b in f["layer_sizes"]), names, groups)
+
+    def to_zarr(self, store: Any, *, chunk_rows: int | None = None, overwrite: bool = False) -> None:
+        """Write the codes to a Zarr group, for codes that do not fit in memory.
+
+        Parameters
+        ----------
+        store : str, path or zarr store
+            Where the group goes (a directory path gives a local Zarr v3 store).
+        chunk_rows : int, optional
+            Rows per Zarr chunk (default: the dask chunk, or about 16 MB of words). Every chunk
+            holds whole rows (all words of a row), so readers get row blocks.
+        overwrite : bool
+            Replace an existing group instead of raising.
+
+        The group holds one ``uint32`` array ``words`` of shape ``(N, W)`` and, as attributes,
+        ``layer_sizes``, ``layer_names`` (and any other per-layer field of :class:`Codes`) plus
+        ``vqgeom_codes_format``. Dask words are written block by block on the workers. Needs the
+        ``[distributed]`` extra (zarr).
+        """
+        from ._dask import to_zarr
+
+        to_zarr(self, store, chunk_rows=chunk_rows, overwrite=overwrite)
+
+    @classmethod
+    def from_zarr(cls, store: Any, *, chunks: int | None = None) -> "Codes":
+        """Dask-backed codes over a group written by :meth:`to_zarr`; nothing is read until computed.
+
+        ``chunks`` sets the rows per dask block (default: the Zarr chunk). Use
+        ``.to("numpy")`` to load them into memory. Needs the ``[distributed]`` extra.
+        """
+        from ._dask import from_zarr
+
+        return from_zarr(store, chunks=chunks)
 
 
 def _like(words: np.ndarray, like: Any) -> Any:

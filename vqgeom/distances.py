@@ -82,11 +82,13 @@ def pairwise_distances(
     per_layer : bool
         Return the unweighted per-layer matrices ``(L, N, M)`` instead.
     backend : {"auto", "cpu", "numpy", "triton", "cupy"}
+        With dask codes: the backend of each tile on its worker.
 
     Returns
     -------
     array (N, M), or (L, N, M) with ``per_layer``
-        In ``codes_x``'s array type and device. Integer weights (or none): the smallest
+        In ``codes_x``'s array type and device (dask codes: a lazy dask array of tiles chunked
+        like the codes' rows, writable block by block with ``.to_zarr``). Integer weights (or none): the smallest
         integer dtype holding ``sum_l w_l B_l`` (see :func:`distance_dtype`); real
         weights: float64. Exact on every backend. Memory: the result (the CPU route adds
         a few MB of blocks; with large integer or real weights one (N, M) accumulator).
@@ -95,6 +97,12 @@ def pairwise_distances(
     if not isinstance(per_layer, (bool, np.bool_)):
         raise TypeError(f"per_layer: expected a bool, got {type(per_layer).__name__} {per_layer!r}")
     wt = codes_weights(codes_x, weights)
+    if codes_x.array_type == "dask":  # task graph of tiles, each on a worker with `backend` (see vqgeom._dask)
+        from . import _dask
+
+        dt = result_dtype(max(codes_x.layer_sizes, default=0), True, "numpy") if per_layer else wt.dtype
+        return _dask.pairwise_distances(codes_x, codes_y, weights=weights, per_layer=per_layer, backend=backend,
+                                        out_dtype=dt)
     name = resolve_backend(backend, codes_x.words)
     if per_layer:
         parts = [

@@ -63,7 +63,9 @@ def mds(K_or_codes: Any, n_components: int = 3, *, weights: Any = None) -> MDSRe
     ----------
     K_or_codes : Codes, or array (N, N)
         Codes (exact route through the centred codes, no ``N x N`` matrix) or a
-        symmetric distance matrix such as a VQ-Kernel (dense route).
+        symmetric distance matrix such as a VQ-Kernel (dense route). Dask codes: the column
+        means and the ``B x B`` Gram matrix are tree reductions over row blocks; eigenvalues
+        come back as numpy, eigenvectors and embedding as lazy dask arrays.
     n_components : int
         Number of eigenpairs ``k``.
     weights : per-layer weights, with Codes only
@@ -86,7 +88,7 @@ def mds(K_or_codes: Any, n_components: int = 3, *, weights: Any = None) -> MDSRe
     if vals[0] == 0:
         raise ValueError("K_or_codes: the MDS matrix is zero (all inputs have the same code); nothing to embed")
     emb = vecs * np.sqrt(np.maximum(-vals / 2.0, 0.0))
-    if array_module(like) == "numpy":
+    if array_module(like) in ("numpy", "dask"):  # dask: numpy eigenvalues, lazy (N, k) arrays
         return MDSResult(vals / vals[0], vals, vecs, emb)
     return MDSResult(*(like_input(a, like) for a in (vals / vals[0], vals, vecs, emb)))
 
@@ -99,6 +101,10 @@ def _from_codes(codes: Codes, k: int, weights: Any) -> tuple[np.ndarray, np.ndar
     n, b = codes.n, codes.n_units
     if k > min(n, b):
         raise ValueError(f"n_components: expected at most min(N, B) = {min(n, b)} for {n} codes of {b} units, got {k}")
+    if codes.array_type == "dask":  # the B x B Gram as a tree reduction (vqgeom._dask)
+        from . import _dask
+
+        return _dask.mds_from_codes(codes, k, w)
     scale = np.repeat(np.sqrt(np.ones(codes.n_layers) if w is None else w), codes.layer_sizes)
     S = codes.unpack().astype(np.float64)
     S = (2.0 * S - 1.0) * scale

@@ -200,9 +200,11 @@ def encode(
         A network of affine layers and CPA activations (residual additions in custom
         modules are fine); ``[(A1, b1), ..., (AL, bL)]`` with ``A`` of shape (out, in),
         read as ``z -> relu(A z + b)`` for every layer; or a plain hyperplane set.
-    X : array (N, ...) numpy, torch or cupy
+    X : array (N, ...) numpy, torch, cupy or dask
         Inputs; numpy input is converted to the model's dtype and device, torch input
-        must already be on the model's device.
+        must already be on the model's device. A dask array is encoded block by block on
+        the workers (the model is one key of the graph, sent to each worker once) and gives
+        dask-backed codes, lazy; errors in a block surface when it is computed.
     batch_size : int, optional
         Rows per forward pass (memory is bounded by it). Default: about 64 MB of input.
     allow_non_cpa : bool
@@ -223,6 +225,12 @@ def encode(
     """
     from ._backend import resolve_backend
 
+    if array_module(X) == "dask":  # one task per row block on the workers (vqgeom._dask)
+        from . import _dask
+
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size")
+        return _dask.encode(model, X, batch_size=batch_size, allow_non_cpa=allow_non_cpa, backend=backend)
     if array_module(X) == "numpy":
         X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
     _check_real(X)

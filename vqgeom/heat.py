@@ -15,7 +15,7 @@ from ._arrays import array_module, to_numpy
 from ._validate import check_int, check_positive_scalar, check_sigma2s
 from .codes import Codes
 
-__all__ = ["heat_kernel", "kernel_cosine", "compare", "Comparison"]
+__all__ = ["heat_kernel", "heat_matmat", "kernel_cosine", "compare", "Comparison"]
 
 
 def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
@@ -149,7 +149,9 @@ def compare(
     ----------
     models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
     X : array (N, ...), optional
-        The sample; not needed when ``models`` are Codes of one sample.
+        The sample; not needed when ``models`` are Codes of one sample. A dask array (or dask
+        codes) runs on the cluster: each (row block, column block) tile's partial sums on a
+        worker, summed by a tree; only the ``(S, M, M)`` sums come back.
     sigma2s : float or sequence of floats > 0
     squared : bool
         Heat kernel ``exp(-d**2 / sigma2)`` (Appendix A.2) instead of ``exp(-d / sigma2)``.
@@ -207,6 +209,11 @@ def compare(
 
     from ._backend import resolve_backend
 
+    if any(c.array_type == "dask" for c in codes):  # per-tile partial sums, tree-summed (vqgeom._dask)
+        from . import _dask
+
+        dots = _dask.compare_dots(codes, per_w, s2, squared=squared, backend=backend, block_rows=block_rows)
+        return Comparison(_cosines(dots), s2, names, squared)
     name = resolve_backend(backend, codes[0].words)
     if name == "triton":
         return Comparison(_compare_triton(codes, wts, s2, squared), s2, names, squared)
@@ -229,9 +236,13 @@ def compare(
                     dots[si, a, b] += v
                     if a != b:
                         dots[si, b, a] += v
+    return Comparison(_cosines(dots), s2, names, squared)
+
+
+def _cosines(dots: np.ndarray) -> np.ndarray:
+    """Cosines from the ``(S, M, M)`` Frobenius inner products of the heat kernels."""
     norms = np.sqrt(np.einsum("saa->sa", dots))
-    sim = dots / (norms[:, :, None] * norms[:, None, :])
-    return Comparison(sim, s2, names, squared)
+    return dots / (norms[:, :, None] * norms[:, None, :])
 
 
 def _per_network(weights: Any, n_networks: int) -> bool:
@@ -263,3 +274,80 @@ def _compare_triton(codes: list[Codes], wts: list[Any], s2: np.ndarray, squared:
                                        divisor_a=wts[a].divisor, divisor_b=wts[b].divisor)
             sim[:, a, b] = sim[:, b, a] = c
     return sim
+
+
+def heat_matmat(
+    codes: Codes,
+    V: Any,
+    sigma2: float,
+    *,
+    weights: Any = None,
+    squared: bool = False,
+    backend: str = "auto",
+    block_rows: int = 1024,
+) -> Any:
+    """Heat-kernel products ``exp(-D / sigma2) @ V`` over the VQ distances ``D`` of ``codes``.
+
+    Streamed: the ``N x N`` kernel is never held (memory ``O(block_rows * N)`` on the CPU route,
+    ``O(N)`` on the Triton route).
+
+    Parameters
+    ----------
+    codes : Codes, N rows
+    V : array (N,) or (N, k)
+        A vector (mat-vec) or the columns of a matrix (mat-mat).
+    sigma2 : float > 0
+    weights : per-layer weights of the VQ distance, optional
+    squared : bool
+        ``exp(-D**2 / sigma2)`` (Appendix A.2) instead.
+    backend : str
+        ``"triton"`` (CUDA torch codes; float32 products, about 1e-6 relative) or a CPU backend
+        (float64). Dask codes: the backend of each tile on its worker.
+    block_rows : int
+        Rows of ``D`` computed at a time, at most (shrunk so a float64 block stays near 128 MB).
+
+    Returns
+    -------
+    array of ``V``'s shape, float64
+        numpy for in-memory codes (torch float32 on the Triton route); for dask codes a lazy
+        dask array chunked like the codes' rows (per-tile products summed by a tree).
+    """
+    from .distances import _distances, codes_weights
+
+    if not isinstance(codes, Codes):
+        raise TypeError(f"codes: expected vqgeom.Codes, got {type(codes).__name__}")
+    s2 = check_positive_scalar(sigma2, "sigma2")
+    block_rows = check_int(block_rows, "block_rows")
+    if not isinstance(squared, (bool, np.bool_)):
+        raise TypeError(f"squared: expected a bool, got {type(squared).__name__} {squared!r}")
+    wt = codes_weights(codes, weights)
+    n = codes.n
+    if tuple(V.shape[:1]) != (n,) or len(V.shape) not in (1, 2):
+        raise ValueError(f"V: expected shape ({n},) or ({n}, k) to match the {n} codes, got {tuple(V.shape)}")
+    vector = len(V.shape) == 1
+    if codes.array_type == "dask":
+        from . import _dask
+
+        out = _dask.heat_matmat(codes, V.reshape(n, 1) if vector else V, s2, weights=weights, squared=squared,
+                                backend=backend, block_rows=block_rows)
+        return out[:, 0] if vector else out
+    from ._backend import resolve_backend
+
+    name = resolve_backend(backend, codes.words)
+    if name == "triton":
+        import torch
+
+        from .kernels.triton import reductions
+
+        Vt = torch.as_tensor(to_numpy(V), dtype=torch.float32, device=codes.words.device).reshape(n, -1)
+        out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
+                                     divisor=wt.divisor)
+        return out[:, 0] if vector else out
+    # Row blocks of at most ~128 MB of float64 (the block, its square and exponential).
+    rows = int(max(1, min(block_rows, (128 << 20) // (24 * max(n, 1)))))
+    Vn = to_numpy(V).astype(np.float64, copy=False).reshape(n, -1)
+    out = np.empty_like(Vn)
+    for r in range(0, n, rows):
+        D = to_numpy(_distances(codes[r : r + rows], codes, wt, name)).astype(np.float64)
+        out[r : r + D.shape[0]] = np.exp(-(D * D if squared else D) / s2) @ Vn
+    return out[:, 0] if vector else out

@@ -49,7 +49,9 @@ def knn(
         Ascending; ties are broken by the smaller index. The dtype of
         :func:`vqgeom.pairwise_distances` for these weights.
     indices : array (N, k) int64
-        Both in ``codes_x``'s array type.
+        Both in ``codes_x``'s array type. Dask codes: lazy dask arrays; each (row block,
+        column block) tile keeps its rows' best on a worker, merged by a tree over column
+        blocks with the same tie rule (no task holds more than a tile).
 
     Notes
     -----
@@ -79,6 +81,11 @@ def knn(
     wt = codes_weights(codes_x, weights)
     from ._backend import resolve_backend
 
+    if codes_x.array_type == "dask":  # per-tile top k, tree-merged (vqgeom._dask)
+        from . import _dask
+
+        return _dask.knn(codes_x, codes_y, k, weights=weights, exclude_self=exclude_self, backend=backend,
+                         out_dtype=wt.dtype, block_rows=block_rows)
     name = resolve_backend(backend, codes_x.words)
     if codes_x.n == 0:
         return _empty(codes_x, k, wt)

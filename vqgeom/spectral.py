@@ -4,11 +4,13 @@ N x N matrix.
 Heat kernels are not low rank, so their leading eigenpairs come from Lanczos iterations
 (``scipy.sparse.linalg.eigsh``) on a streamed operator ``V -> K V``: on CUDA torch codes
 one Triton kernel per product (:func:`vqgeom.kernels.triton.reductions.heat_matmat`,
-memory O(N)); elsewhere row blocks of exact distances (memory O(block_rows * N)).
+memory O(N)); elsewhere row blocks of exact distances (memory O(block_rows * N)); on dask
+codes a graph of tiles per product (see :func:`vqgeom.heat_matmat`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +65,9 @@ def heat_embedding(
         ``exp(-d**2 / sigma2)`` (Appendix A.2) instead.
     backend : str
         ``"triton"`` (CUDA torch codes: streamed GPU products) or a CPU backend
-        (see :mod:`vqgeom._backend`).
+        (see :mod:`vqgeom._backend`). Dask codes: Lanczos runs on the client over products
+        computed tile by tile on the workers (:func:`vqgeom.heat_matmat`), each tile with
+        this backend; ``eigenvectors`` and ``embedding`` come back as dask arrays.
     block_rows : int
         Rows per block on the CPU route, at most (shrunk so a float64 block stays near
         128 MB).
@@ -81,8 +85,6 @@ def heat_embedding(
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    from ._backend import resolve_backend
-
     if not isinstance(codes, Codes):
         raise TypeError(f"codes: expected vqgeom.Codes, got {type(codes).__name__}")
     s2 = check_positive_scalar(sigma2, "sigma2")
@@ -91,35 +93,23 @@ def heat_embedding(
     n = codes.n
     if k >= n:
         raise ValueError(f"n_components: expected fewer than the {n} rows, got {k}")
-    from .distances import _distances, codes_weights
+    from .distances import codes_weights
+    from .heat import heat_matmat
 
     if not isinstance(squared, (bool, np.bool_)):
         raise TypeError(f"squared: expected a bool, got {type(squared).__name__} {squared!r}")
     tol = float(check_positive_scalar(tol, "tol")) if tol != 0 else 0.0
     wt = codes_weights(codes, weights)
-    name = resolve_backend(backend, codes.words)
-    if name == "triton":
-        import torch
+    if codes.array_type == "dask":
+        # Lanczos runs here; each product is a graph of tiles on the workers. The codes are
+        # persisted once so that the iterations do not recompute them (e.g. re-encode).
+        codes = dataclasses.replace(codes, words=codes.words.persist())
 
-        from .kernels.triton import reductions
-
-        def matmat(V: np.ndarray) -> np.ndarray:
-            Vt = torch.as_tensor(np.asarray(V, dtype=np.float32).reshape(n, -1), device=codes.words.device)
-            out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
-                                         divisor=wt.divisor)
-            return out.double().cpu().numpy()
-
-    else:
-        # Row blocks of at most ~128 MB of float64 (the block, its square and exponential).
-        rows = int(max(1, min(block_rows, (128 << 20) // (24 * n))))
-
-        def matmat(V: np.ndarray) -> np.ndarray:
-            V = np.asarray(V, dtype=np.float64).reshape(n, -1)
-            out = np.empty_like(V)
-            for r in range(0, n, rows):
-                D = to_numpy(_distances(codes[r : r + rows], codes, wt, name)).astype(np.float64)
-                out[r : r + D.shape[0]] = np.exp(-(D * D if squared else D) / s2) @ V
-            return out
+    def matmat(V: np.ndarray) -> np.ndarray:
+        # triton: float32 products on the GPU; CPU: float64 row blocks; dask: graphs of tiles
+        out = heat_matmat(codes, np.asarray(V, dtype=np.float64).reshape(n, -1), s2, weights=wt, squared=squared,
+                          backend=backend, block_rows=block_rows)
+        return to_numpy(out).astype(np.float64).reshape(n, -1)
 
     op = LinearOperator((n, n), matvec=lambda v: matmat(v)[:, 0], matmat=matmat, dtype=np.float64)
     vals, vecs = eigsh(op, k=k, which="LA", tol=tol, v0=np.ones(n) / np.sqrt(n))
@@ -128,4 +118,8 @@ def heat_embedding(
     for j in range(k):
         if vecs[np.argmax(np.abs(vecs[:, j])), j] < 0:
             vecs[:, j] = -vecs[:, j]
+    if codes.array_type == "dask":  # N-row results chunked like the codes
+        import dask.array as da
+
+        vecs = da.from_array(vecs, chunks=(codes.words.chunks[0], -1))
     return HeatEmbedding(vals, vecs, vecs * np.sqrt(np.maximum(vals, 0.0)))

@@ -1,0 +1,187 @@
+"""k-NN and the heat-kernel mat-vec on a dask LocalCluster (2 worker processes x 1 thread) against the
+in-memory functions on 1 and 2 threads, with peak memory per process.
+
+    python benchmarks/bench_distributed.py                       # N = 200,000, B = 288 (issue 11's size)
+    python benchmarks/bench_distributed.py --n 20000 --repeats 3 # what fits a shared 2-core machine
+
+Each in-memory configuration runs in a fresh subprocess (so its peak RSS is its own); the cluster's
+workers are restarted before each operation and report their own peak RSS. Correctness first: the
+cluster's k-NN must equal the in-memory one exactly (indices and distances), the mat-vec to 1e-10
+relative. Writes ``benchmarks/results/distributed.{json,csv,md}`` with the CPU model and the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = (96, 96, 96)  # B = 288, as in bench_cpu.py and the H200 check
+K = 10
+SIGMA2 = 40.0
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def make_codes(n: int):
+    from vqgeom.codes import Codes
+
+    rng = np.random.default_rng(20261201)
+    return Codes.from_bits(rng.random((n, sum(SIZES))) < 0.5, SIZES)
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def inmem(args) -> None:
+    """Subprocess: one in-memory operation on ``--threads`` torch threads; prints JSON."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import vqgeom
+
+    codes = make_codes(args.n)
+    v = np.ones(args.n)
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        if args.op == "knn":
+            out = vqgeom.knn(codes, k=K)
+        else:
+            out = vqgeom.heat_matmat(codes, v, SIGMA2)
+        times.append(time.perf_counter() - t)
+    np.save(args.save, np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in (out if isinstance(out, tuple) else (out,))]))
+    print(json.dumps({"times": times, "peak_rss": peak_rss()}))
+
+
+def cluster(args, ops, ref_files) -> list[dict]:
+    import dask
+    import dask.array as da
+    import distributed
+
+    import vqgeom
+    from vqgeom.codes import Codes
+
+    rows = []
+    codes = make_codes(args.n)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        for op in ops:
+            client.restart()  # fresh workers: their peak RSS is this operation's
+            # codes on the workers before timing (what a real job has after encode or from_zarr)
+            dcodes = Codes(da.from_array(codes.words, chunks=(args.chunk, -1)).persist(), SIZES)
+            distributed.wait(dcodes.words)
+            times, loads = [], []
+            for _ in range(args.repeats):
+                loads.append(load())
+                t = time.perf_counter()
+                if op == "knn":
+                    out = dask.compute(*vqgeom.knn(dcodes, k=K))
+                else:
+                    out = (vqgeom.heat_matmat(dcodes, np.ones(args.n), SIGMA2).compute(),)
+                times.append(time.perf_counter() - t)
+            got = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in out])
+            want = np.load(ref_files[op])
+            if op == "knn":
+                np.testing.assert_array_equal(got, want)  # indices and distances, exactly
+                check = "equal to in-memory (exact)"
+            else:
+                err = float(np.abs(got - want).max() / np.abs(want).max())
+                if err > 1e-10:
+                    raise AssertionError(f"heat mat-vec differs from in-memory by {err:.2e} relative")
+                check = f"max rel. diff to in-memory {err:.1e}"
+            peaks = client.run(peak_rss)
+            rows.append({"op": op, "config": "LocalCluster 2 x 1 thread", "median_s": statistics.median(times),
+                         "times_s": times, "peak_rss_MB": [round(p / 2**20) for p in peaks.values()],
+                         "check": check, "load": loads})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--chunk", type=int, default=None, help="rows per dask block (default N / 16)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--ops", default="knn,heat")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--inmem", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--op", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inmem:
+        return inmem(args)
+    args.chunk = args.chunk or max(1, -(-args.n // 16))
+    ops = args.ops.split(",")
+    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "n": args.n, "bits": sum(SIZES), "layer_sizes": SIZES,
+            "k": K, "sigma2": SIGMA2, "chunk_rows": args.chunk, "repeats": args.repeats,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": load()}
+    rows = []
+    tmp = tempfile.mkdtemp()
+    ref_files = {}
+    for op in ops:
+        for threads in (1, 2):
+            save = os.path.join(tmp, f"{op}-{threads}.npy")
+            l0 = load()
+            proc = subprocess.run([sys.executable, __file__, "--inmem", "--op", op, "--threads", str(threads),
+                                   "--n", str(args.n), "--repeats", str(args.repeats), "--save", save],
+                                  capture_output=True, text=True, check=True)
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            ref_files.setdefault(op, save)
+            rows.append({"op": op, "config": f"in-memory, {threads} thread{'s' if threads > 1 else ''}",
+                         "median_s": statistics.median(res["times"]), "times_s": res["times"],
+                         "peak_rss_MB": [round(res["peak_rss"] / 2**20)], "check": "reference run" if threads == 1 else "",
+                         "load": [l0]})
+            print(rows[-1], flush=True)
+    rows += cluster(args, ops, ref_files)
+    meta["load_end"] = load()
+    pairs = args.n * args.n
+    for r in rows:
+        r["G_bit_pairs_per_s"] = pairs * sum(SIZES) / r["median_s"] / 1e9
+        r["pairs_per_s"] = pairs / r["median_s"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distributed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    with open(out / "distributed.csv", "w") as f:
+        f.write("op,config,n,bits,median_s,pairs_per_s,peak_rss_MB,check\n")
+        for r in rows:
+            f.write(f"{r['op']},{r['config']},{args.n},{sum(SIZES)},{r['median_s']:.3f},{r['pairs_per_s']:.3e},"
+                    f"{'/'.join(map(str, r['peak_rss_MB']))},{r['check']}\n")
+    base = {op: next(r["median_s"] for r in rows if r["op"] == op and r["config"].endswith("1 thread")) for op in ops}
+    lines = [f"# Dask LocalCluster vs in-memory — {meta['cpu']}, {meta['cores']} cores, {meta['date']}", "",
+             f"N = {args.n:,}, B = {sum(SIZES)} ({SIZES}), k = {K}, sigma2 = {SIGMA2}, dask blocks of {args.chunk} rows, "
+             f"median of {args.repeats}. Load average (1/5/15 min) at start {meta['load_start']}, end {meta['load_end']}.",
+             "", "| op | configuration | median (s) | pairs/s | time vs in-memory 1 thread | peak RSS per process (MB) | check | load at start |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['config']} | {r['median_s']:.2f} | {r['pairs_per_s']:.3g} | "
+                     f"{r['median_s'] / base[r['op']]:.2f} | {' / '.join(map(str, r['peak_rss_MB']))} | {r['check']} | {r['load'][0]} |")
+    (out / "distributed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
