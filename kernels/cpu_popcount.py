@@ -307,8 +307,13 @@ def pairwise(
     threads : int
         Python threads over row blocks (the kernels release the GIL).
     """
+    # One array type for the compiled kernels (numba compiles, and caches, one version per
+    # argument type: read-only or non-contiguous inputs, e.g. from dask, would each need
+    # their own): writable C-contiguous uint32, copied where needed (N x W words, cheap).
     wx = np.ascontiguousarray(wx).view(np.uint32)
-    yt = np.ascontiguousarray((wx if wy is None else np.ascontiguousarray(wy).view(np.uint32)).T)
+    if not wx.flags.writeable:
+        wx = wx.copy()
+    yt = np.array((wx if wy is None else np.asarray(wy).view(np.uint32)).T, order="C", copy=True)
     n, m = wx.shape[0], yt.shape[1]
     if n == 0 or m == 0:
         return out
