@@ -1,8 +1,10 @@
 """CPU all-pairs VQ distances against their peers, same run, with the core's limit.
 
-Methods: vqgeom's CPU path (the popcount kernel, 1 and 2 threads), its int8 GEMM kernel
-(the previous default), faiss-cpu's packed Hamming (``faiss.hammings``, one thread, into a
-preallocated int32 output: faiss's best case; vqgeom allocates its result in every call),
+Methods: vqgeom's CPU path (the popcount kernel, 1 and 2 threads; it allocates its result
+in every call), the same kernel into a preallocated result (``vqgeom-kernel-prealloc``), its
+int8 GEMM kernel (the previous default), faiss-cpu's packed Hamming (``faiss.hammings``, one
+thread) into a preallocated int32 output (``faiss-cpu``) and into a fresh one every call
+(``faiss-cpu-alloc``): compare like with like, allocation costs page faults,
 and at N <= 1024 ``scipy.spatial.distance.cdist(..., 'hamming') * B`` and
 ``torch.cdist(p=0)`` on unpacked codes. Every result is first checked against the numpy
 reference (a 256-row slice).
@@ -167,6 +169,22 @@ def main(argv: list[str] | None = None) -> int:
                     return fout
 
                 fns["faiss-cpu"] = run_faiss
+
+                def run_faiss_alloc(packed=packed, n=n):
+                    o = np.empty((n, n), dtype=np.int32)
+                    faiss.hammings(faiss.swig_ptr(packed), faiss.swig_ptr(packed), n, n, packed.shape[1], faiss.swig_ptr(o))
+                    return o
+
+                fns["faiss-cpu-alloc"] = run_faiss_alloc
+            from vqgeom.kernels import cpu_popcount as cp
+
+            kout = np.empty((1, n, n), dtype=dt_out)
+
+            def run_kernel_prealloc(words=words, kout=kout, b=b):
+                cp.pairwise(words, None, [0, words.shape[1]], cp.MODE_TOTAL, kout, threads=1)
+                return kout[0]
+
+            fns["vqgeom-kernel-prealloc"] = run_kernel_prealloc
             if n <= 1024:
                 fns["scipy-cdist"] = lambda: cdist(bits, bits, "hamming") * b
                 fb = torch.from_numpy(bits.astype(np.float32))
@@ -280,7 +298,7 @@ def _page(meta: dict, rows: list) -> str:
         f"- one thread unless named; {meta['rounds']} rounds; rates and the fraction of the limit from the best "
         "round (on a shared machine the best round is the least disturbed); `ratio (rounds)` is the median over "
         "rounds of each round's `t / t_vqgeom` (same round, same machine state), `ratio (best)` the ratio of best "
-        "times; faiss writes into a preallocated int32 array",
+        "times; `faiss-cpu` and `vqgeom-kernel-prealloc` write into preallocated arrays, the others allocate theirs",
         f"- numba {meta['numba']}, torch {meta['torch']}, numpy {meta['numpy']}, faiss {meta['faiss']}",
         "",
         "| N | B | method | median (ms) | best (ms) | G bit-pairs/s (best) | fraction of core's limit | "
