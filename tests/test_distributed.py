@@ -211,6 +211,10 @@ def test_compare_with_dask_X(client):
     assert_close(got.similarity, want.similarity)
     got2 = vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]])
     assert_close(got2.similarity, vqgeom.compare(nets, X, s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]]).similarity)
+    # the other measures and per-network bandwidths have no dask route yet: said, not silently local
+    for kw in (dict(measure="mantel"), dict(sigma2s="per_network")):
+        with pytest.raises(ValueError, match="dask codes support"):
+            vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), **{"sigma2s": s2, **kw})
 
 
 def test_zarr_round_trip(client, tmp_path):

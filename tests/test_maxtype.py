@@ -319,3 +319,114 @@ def test_removing_an_operation_from_the_allow_list_makes_encoding_raise(func, mo
     monkeypatch.delitem(AFFINE, func)
     with pytest.raises(EncodingError, match=func.__name__):
         vqgeom.encode(net, X)
+
+
+@pytest.mark.parametrize("g", [4, 8, 16, 32])
+@pytest.mark.parametrize("m", [1, 3, 8, 9, 33])
+def test_one_hot_words_match_the_oracles_bits(g, m):
+    from vqgeom._trace import _one_hot_words
+
+    idx = np.random.default_rng(g * 100 + m).integers(0, g, size=(5, m))
+    got = _one_hot_words(torch.from_numpy(idx), g).numpy().view(np.uint32)
+    np.testing.assert_array_equal(got, pack_bits(reference.max_bits(idx, g), [m * g]))
+
+
+# -- distances of max-type codes on every backend ------------------------------------------------
+
+
+class PoolMaxoutNet(nn.Module):
+    """A random max-type network: conv, ReLU, 2x2 max-pooling (one-hot groups of 4), a 3x1
+    pooling with padding (groups of 3), a maxout of 5 and an elementwise maximum (plain bits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1, dtype=torch.float64)
+        self.lin = nn.Linear(2 * 2 * 3, 10, dtype=torch.float64)
+        self.out = nn.Linear(2, 4, dtype=torch.float64)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.conv(x)), 2)
+        h = F.max_pool2d(h, (3, 1), stride=(1, 1), padding=(1, 0))
+        z = self.lin(h.flatten(1)).view(-1, 2, 5).amax(2)
+        a = self.out(z)
+        return torch.maximum(a, a.roll(1, 1))
+
+
+def pool_maxout_bits(net, X):
+    with torch.no_grad():
+        pre = net.conv(torch.from_numpy(X)).numpy()
+    cols, sizes, groups = [pre.reshape(len(X), -1) >= 0], [pre[0].size], [1]
+    v, idx, g = reference.max_pool_index(reference.activate(pre, "relu"), (2, 2))
+    cols.append(reference.max_bits(idx.reshape(len(X), -1), g)), groups.append(4)
+    v, idx, g = reference.max_pool_index(v, (3, 1), (1, 1), (1, 0))
+    cols.append(reference.max_bits(idx.reshape(len(X), -1), g)), groups.append(3)
+    with torch.no_grad():
+        z = net.lin(torch.from_numpy(v.reshape(len(X), -1))).numpy()
+    m, idx, k = reference.reduce_max_index(z.reshape(-1, 2, 5), [2])
+    cols.append(reference.max_bits(idx, k)), groups.append(5)
+    with torch.no_grad():
+        a = net.out(torch.from_numpy(m)).numpy()
+    cols.append(a >= np.roll(a, 1, axis=1)), groups.append(1)
+    sizes += [c.shape[1] for c in cols[1:]]
+    return np.concatenate(cols, axis=1), sizes, groups
+
+
+@pytest.mark.parametrize("weights", [None, [1, 2, 3, 4, 5], [0.5, 1.25, 2.0, 0.75, 3.0]])
+def test_distances_of_encoded_max_type_networks(backend, weights):
+    from conftest import as_numpy, backend_codes
+
+    torch.manual_seed(seed_of(f"pool-maxout-{weights}") % 2**31)
+    net = PoolMaxoutNet()
+    X = np.random.default_rng(seed_of(str(weights))).normal(size=(21, 1, 4, 6))
+    bits, sizes, groups = pool_maxout_bits(net, X)
+    codes = vqgeom.encode(net, X)
+    assert_codes(codes, bits, sizes, groups)
+    c = backend_codes(codes, backend)
+    want = reference.hamming(bits, bits, sizes, weights, groups)
+    got = as_numpy(vqgeom.pairwise_distances(c, weights=weights, backend=backend))
+    if weights is None or isinstance(weights[0], int):
+        np.testing.assert_array_equal(got, want)
+    else:  # five float64 terms, each rounded once (see conftest's tolerances)
+        np.testing.assert_allclose(got, want, rtol=5 * 2.0**-53)
+    per = as_numpy(vqgeom.pairwise_distances(c, per_layer=True, backend=backend))
+    np.testing.assert_array_equal(per, reference.layer_hamming(bits, bits, sizes, groups))
+    # Every one-hot layer's distance counts units whose argmax differs: at most its unit count.
+    assert all(per[l].max() <= sizes[l] // max(groups[l], 1) for l in range(len(sizes)))
+
+
+@pytest.mark.parametrize("minimum", [False, True])
+@pytest.mark.parametrize("dims, keepdim", [((2,), False), ((1, 3), True), ((-1, -2), False)])
+def test_amax_amin_over_several_dims(minimum, dims, keepdim):
+    class Net(nn.Module):
+        def forward(self, x):
+            f = torch.amin if minimum else torch.amax
+            return f(x, dim=dims, keepdim=keepdim)
+
+    X = np.random.default_rng(len(dims)).integers(-2, 3, size=(7, 3, 4, 2)).astype(np.float64)  # ties
+    _, idx, k = reference.reduce_max_index(X, [d % 4 for d in dims], minimum)
+    bits = reference.max_bits(idx.reshape(7, -1), k)
+    assert_codes(vqgeom.encode(Net(), X), bits, [bits.shape[1]], [k if k >= 3 else 1])
+
+
+@pytest.mark.parametrize("array", ["numpy", "torch"])
+def test_device_route_gives_the_same_codes(array, monkeypatch):
+    # CUDA networks pack with torch on the device and count non-finite values there; the
+    # same route runs here on CPU tensors (no GPU in CI) and must give the host route's words.
+    from vqgeom._trace import Tracer
+
+    torch.manual_seed(3)
+    net = PoolMaxoutNet()
+    X = np.random.default_rng(3).normal(size=(13, 1, 4, 6))
+    Xa = torch.from_numpy(X) if array == "torch" else X
+    host = vqgeom.encode(net, Xa, batch_size=5)
+    monkeypatch.setattr(Tracer, "device_route", True)
+    dev = vqgeom.encode(net, Xa, batch_size=5)
+    assert dev.array_type == array and dev.groups == host.groups and dev.layer_sizes == host.layer_sizes
+    np.testing.assert_array_equal(dev.words_numpy(), host.words_numpy())
+    bits, sizes, groups = pool_maxout_bits(net, X)
+    assert_codes(dev, bits, sizes, groups)
+    bad = nn.Sequential(nn.Linear(2, 3, dtype=torch.float64), nn.ReLU())
+    with torch.no_grad():
+        bad[0].bias[1] = float("inf")
+    with pytest.raises(ValueError, match="5 NaN or infinite"):
+        vqgeom.encode(bad, np.ones((5, 2)))

@@ -607,3 +607,30 @@ def test_heat_embedding_matches_dense(triton_backend):
         np.testing.assert_allclose(emb.embedding, emb.eigenvectors * np.sqrt(vals), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="n_components"):
         vqgeom.heat_embedding(cn, s2, 60)
+
+
+def test_compare_measures_on_triton(triton_backend):
+    # Every measure and route with distances from the Triton kernels (interpreter without a GPU)
+    # against the CPU backend, itself tested against dense formulas in tests/test_similarity.py.
+    import vqgeom
+
+    rng = np.random.default_rng(43)
+    _, ct, cn = _pair_codes(rng, 37, (33, 5))
+    _, c2t, c2n = _pair_codes(rng, 37, (20,))
+    for method in ("direct", "histogram"):
+        for sq in (False, True):
+            for s2 in ([3.0, 40.0], "per_network"):
+                st = vqgeom.compare([ct, c2t], sigma2s=s2, squared=sq, measure="all", method=method,
+                                    backend="triton", block_rows=16)
+                sc = vqgeom.compare([cn, c2n], sigma2s=s2, squared=sq, measure="all", method=method, backend="cpu")
+                assert st.route == method
+                np.testing.assert_array_equal(st.bandwidths, sc.bandwidths)
+                for k in ("heat_cosine", "rbf_cka", "linear_cka", "mantel"):
+                    # the same integer distances, float64 sums in other block orders
+                    np.testing.assert_allclose(st[k], sc[k], rtol=1e-12, atol=1e-12, err_msg=k)
+    h = vqgeom.joint_histogram([ct, c2t], backend="triton", block_rows=16)
+    hc = vqgeom.joint_histogram([cn, c2n], backend="cpu")
+    np.testing.assert_array_equal(h.joint[(0, 1)], hc.joint[(0, 1)])
+    np.testing.assert_array_equal(h.row_products[(0, 1)], hc.row_products[(0, 1)])
+    # auto on triton keeps the fused cosine kernel for heat_cosine with shared sigma2
+    assert vqgeom.compare([ct, c2t], sigma2s=[3.0], backend="triton").route == "triton"

@@ -8,7 +8,7 @@ on which two inputs disagree. Quick start::
     net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
                               torch.nn.ReLU(), torch.nn.Linear(64, 1))
     X = torch.rand(500, 2) * 2 - 1
-    codes = vqgeom.encode(net, X)             # Codes: bit-packed, 2 layers of 64 units
+    codes = vqgeom.encode(net, X)             # Codes: 2 layers of 64 units in int32 words (torch input)
     K = vqgeom.pairwise_distances(codes)      # (500, 500) VQ-Kernel, exact integers
     H = vqgeom.heat_kernel(K, sigma2=8.0)     # exp(-K / sigma2)
     emb = vqgeom.mds(codes, 3).embedding      # MDS without the N x N matrix
@@ -36,6 +36,9 @@ _EXPORTS = {
     "kernel_cosine": "vqgeom.heat",
     "compare": "vqgeom.heat",
     "Comparison": "vqgeom.heat",
+    "joint_histogram": "vqgeom.similarity",
+    "DistanceHistograms": "vqgeom.similarity",
+    "median_sigma2": "vqgeom.similarity",
     "mds": "vqgeom.embedding",
     "MDSResult": "vqgeom.embedding",
     "knn": "vqgeom.neighbors",

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import activations as _act
@@ -258,11 +257,46 @@ NON_CPA: dict[Callable, str] = {
 }
 
 
+def _tensors(v: Any) -> list:
+    """The tensors in an argument structure (tuples, lists, dicts, namedtuples), in order."""
+    if isinstance(v, torch.Tensor):
+        return [v]
+    if isinstance(v, (tuple, list)):
+        out = []
+        for a in v:
+            if isinstance(a, torch.Tensor):
+                out.append(a)
+            elif isinstance(a, (tuple, list, dict)):
+                out += _tensors(a)
+        return out
+    if isinstance(v, dict):
+        return _tensors(list(v.values()))
+    return []
+
+
 def _fname(func: Any) -> str:
     name = getattr(func, "__name__", None) or str(func)
     if name == "__get__" and hasattr(func, "__self__"):
         return f"Tensor.{getattr(func.__self__, '__name__', '?')}"
     return name
+
+
+def _one_hot_words(idx: torch.Tensor, g: int) -> torch.Tensor:
+    """Packed words (int32, the Codes layout) of one-hot groups of ``g`` bits (``g`` divides 32)
+    straight from the candidate indices ``(N, M)``: unit ``u`` sets bit ``u g + idx`` of the
+    layer, so word ``w`` holds units ``[w 32/g, (w + 1) 32/g)``. Works on M indices instead
+    of M g bits."""
+    n, m = idx.shape
+    per = 32 // g
+    nw = (m * g + 31) // 32
+    # int32 throughout: distinct bits never carry, so the wrapping int32 sum is their OR
+    # (bit 31 included, as the sign bit).
+    bit = torch.bitwise_left_shift(torch.ones((), dtype=torch.int32, device=idx.device), idx.to(torch.int32))
+    if nw * per != m:  # units past the end set nothing
+        bit = torch.cat([bit, torch.zeros((n, nw * per - m), dtype=torch.int32, device=idx.device)], dim=1)
+    lanes = torch.bitwise_left_shift(torch.ones((), dtype=torch.int32, device=idx.device),
+                                     g * torch.arange(per, device=idx.device, dtype=torch.int32))
+    return (bit.reshape(n, nw, per) * lanes).sum(-1, dtype=torch.int32)
 
 
 class Tracer(TorchFunctionMode):
@@ -273,6 +307,10 @@ class Tracer(TorchFunctionMode):
     :attr:`groups`, :attr:`names`; :meth:`check_finite` raises on non-finite values.
     """
 
+    #: Take the device route (torch packing, counts kept as tensors, one sync per batch)
+    #: for CPU tensors too: the tests run that route here, where no GPU is.
+    device_route = False
+
     def __init__(self, x: torch.Tensor, allow_non_cpa: bool, stack: list[str], affine: dict | None = None,
                  classes: dict | None = None):
         super().__init__()
@@ -280,9 +318,12 @@ class Tracer(TorchFunctionMode):
         self.allow_non_cpa = allow_non_cpa
         self.stack = stack
         self.rows = int(x.shape[0])
-        self.on_device = x.device.type != "cpu"
+        self.on_device = x.device.type != "cpu" or self.device_route
+        # X-dependent tensors carry this tracer's token as an attribute (a dict lookup per
+        # argument); tensors that take no attributes go to a weak-id dictionary instead.
+        self.token = object()
         self.dep = WeakIdKeyDictionary()
-        self.dep[x] = True
+        self._mark(x)
         self.affine = AFFINE if affine is None else affine
         self.ops = _act.torch_ops()
         self.words: list[Any] = []
@@ -294,19 +335,26 @@ class Tracer(TorchFunctionMode):
 
     # -- dependency bookkeeping -------------------------------------------------------------
     def is_dep(self, t: Any) -> bool:
-        return isinstance(t, torch.Tensor) and t in self.dep
+        if not isinstance(t, torch.Tensor):
+            return False
+        return getattr(t, "_vqgeom_dep", None) is self.token or (len(self.dep) > 0 and t in self.dep)
 
     def any_dep(self, v: Any) -> bool:
         if isinstance(v, torch.Tensor):
-            return v in self.dep
+            return self.is_dep(v)
         if isinstance(v, (list, tuple, dict)):
-            return any(self.is_dep(t) for t in tree_flatten(v)[0])
+            return any(self.is_dep(t) for t in _tensors(v))
         return False
 
+    def _mark1(self, t: torch.Tensor) -> None:
+        try:
+            t._vqgeom_dep = self.token
+        except (AttributeError, TypeError):
+            self.dep[t] = True
+
     def _mark(self, out: Any) -> None:
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                self.dep[t] = True
+        for t in _tensors(out):
+            self._mark1(t)
 
     def where(self) -> str:
         """The module path the current call comes from (as in layer names)."""
@@ -330,8 +378,9 @@ class Tracer(TorchFunctionMode):
     # -- the mode ---------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat = tree_flatten((args, kwargs))[0]
-        deps = [t for t in flat if isinstance(t, torch.Tensor) and t in self.dep]
+        deps = [t for t in _tensors(args) if self.is_dep(t)]
+        if kwargs:
+            deps += [t for t in _tensors(kwargs) if self.is_dep(t)]
         if not deps:
             return func(*args, **kwargs)
         op = self.ops.get(func)
@@ -364,8 +413,8 @@ class Tracer(TorchFunctionMode):
                                        "or integer casts of X are not affine)")
             out = func(*args, **kwargs)
             if kind == "dep":
-                for t in tree_flatten(out)[0]:
-                    if isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex()):
+                for t in _tensors(out):
+                    if not (t.is_floating_point() or t.is_complex()):
                         raise self.error(func, f"it turns X into dtype {t.dtype} (not affine)")
         if kind == "dep":
             self._mark(out)
@@ -377,7 +426,7 @@ class Tracer(TorchFunctionMode):
                 self._mark(target)
                 base = getattr(target, "_base", None) if isinstance(target, torch.Tensor) else None
                 if base is not None:
-                    self.dep[base] = True
+                    self._mark1(base)
         return out
 
     # -- CPA operations ---------------------------------------------------------------------
@@ -420,9 +469,10 @@ class Tracer(TorchFunctionMode):
         if self.on_device:
             self.nonfinite.append((name, (~torch.isfinite(t)).sum()))
             return
-        # The host path: one vectorised sum; the exact count only when it is not finite
-        # (a float32 sum can also overflow on finite values, then the count says 0).
-        if not bool(torch.isfinite(t.sum(dtype=torch.float64))):
+        # The host path: one vectorised sum in the tensor's dtype (NaN and inf propagate);
+        # the exact count only when it is not finite (a sum can also overflow on finite
+        # values: the count then says 0 and nothing is raised).
+        if not bool(torch.isfinite(t.sum())):
             n = int((~torch.isfinite(t)).sum())
             if n:
                 self.nonfinite.append((name, n))
@@ -467,6 +517,8 @@ class Tracer(TorchFunctionMode):
         idx = idx.reshape(self.rows, -1)
         if g == 2:
             self._add(idx == 0, 1, name)
+        elif 32 % g == 0:
+            self._add_words(_one_hot_words(idx, g), idx.shape[1] * g, g, name)
         else:
             hot = idx[:, :, None] == torch.arange(g, device=idx.device)
             self._add(hot.reshape(self.rows, -1), g, name)
@@ -479,6 +531,12 @@ class Tracer(TorchFunctionMode):
             self.words.append(pack_bits(bits.numpy(), [b]))
         self.sizes.append(b)
         self.groups.append(g if g >= 3 else 1)
+        self.names.append(name)
+
+    def _add_words(self, words: torch.Tensor, b: int, g: int, name: str) -> None:
+        self.words.append(words if self.on_device else words.numpy().view(np.uint32))
+        self.sizes.append(b)
+        self.groups.append(g)
         self.names.append(name)
 
     def check_finite(self) -> None:

@@ -7,6 +7,7 @@ imported only when asked for, so ``vqgeom --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 COMMANDS = {
@@ -17,16 +18,33 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: vqgeom <command> [options]", "", "commands:"]
+    lines = ["usage: vqgeom <command> [options]", "       vqgeom --version | --help", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'vqgeom <command> --help' for a command's options."]
+    lines += ["", "options:", "  -h, --help  show this help and exit", "  --version   print the vqgeom version and exit",
+              "", "Run 'vqgeom <command> --help' for a command's options."]
     return "\n".join(lines)
+
+
+def plain(text: str) -> str:
+    """Docstring text for a terminal: RST markup (``code``, *emphasis*, :role:`x`) removed."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"\1", text)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        # A bare command is a mistake (nothing to do): the help, on stderr, and a non-zero status.
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"vqgeom {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

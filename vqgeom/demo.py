@@ -20,12 +20,16 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vqgeom demo", description=__doc__.splitlines()[0])
+    from .cli import plain
+
+    ap = argparse.ArgumentParser(prog="vqgeom demo", description=plain(__doc__),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="vqgeom-demo", help="output folder (default: ./vqgeom-demo)")
     ap.add_argument("--width", type=int, default=96, help="hidden width (default 96)")
     ap.add_argument("--depth", type=int, default=3, help="hidden layers (default 3)")
     ap.add_argument("--grid", type=int, default=96, help="grid nodes per side (default 96)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the data set, the initial weights and the training order (default 0)")
     ap.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
     args = ap.parse_args(argv)
 

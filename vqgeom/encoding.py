@@ -1,14 +1,16 @@
 """Activation codes of CPA networks: :func:`encode`.
 
-A network's bits are read off during an ordinary forward pass. A torch function mode
-sees every activation call (``nn.ReLU`` modules and ``F.relu`` / ``x.relu()`` /
-``torch.clamp`` inside custom ``forward`` methods alike), records the pre-activation's
-signs at each of its kinks, and lets the call proceed. Nothing is skipped silently:
-a non-CPA activation (sigmoid, tanh, GELU, ...) or an unsupported piecewise operation
-(max-pooling, ``torch.maximum``, ...) raises, naming the module it was called from.
+A network's bits are read off during an ordinary forward pass. The allow-list tracer
+(:mod:`vqgeom._trace`, a torch function mode) follows every tensor computed from X, lets
+affine operations through, records the units of every registered CPA operation
+(:mod:`vqgeom.activations`: ReLU-family kinks, clamps, abs, elementwise max/min,
+max-pooling, maxout) as one code layer per call, and raises :class:`EncodingError`
+naming the operation and its module for anything else. Nothing is skipped silently.
 
 Sign convention: a bit is set iff the pre-activation is ``>= 0`` (for an activation
-bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits.
+bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits. A max over
+``k >= 3`` candidates is a one-hot group at its argmax (first maximal candidate); see
+:class:`vqgeom.Codes`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 
 from ._arrays import array_module, describe, to_numpy
 from ._trace import EncodingError, Tracer
-from ._validate import check_finite_nonempty, check_int
+from ._validate import check_finite_nonempty, check_int, reject_codes
 from .codes import Codes, pack_bits
 
 __all__ = ["encode", "Hyperplanes", "EncodingError"]
@@ -159,6 +161,28 @@ def _as_input(X: Any, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(arr).to(device=device, dtype=dtype)
 
 
+def _check_finite(X: Any, lazy: bool = False) -> None:
+    """``check_finite_nonempty`` at the cost of one sum: NaN and inf propagate into it, and
+    only a non-finite sum (or one that overflowed) pays for the full scan and its message.
+
+    ``lazy``: only the shape checks now. The tracer's pre-activation check catches non-finite
+    inputs as they reach the first unit, and the encoder then names X (see
+    ``_encode_module``), so the happy path never reads X twice.
+    """
+    shape = tuple(X.shape)
+    xp = array_module(X)
+    if len(shape) == 0 or shape[0] == 0 or xp == "cupy" or (xp == "torch" and X.device.type == "meta"):
+        check_finite_nonempty(X, "X")
+        return
+    if lazy:
+        return
+    if xp == "torch":
+        if X.is_floating_point() and not bool(torch.isfinite(X.sum())):
+            check_finite_nonempty(X, "X")
+    elif X.dtype.kind == "f" and not np.isfinite(X.sum()):
+        check_finite_nonempty(X, "X")
+
+
 def _check_real(X: Any) -> None:
     """Complex inputs have no sign: raise (for torch as for numpy) instead of dropping the imaginary part."""
     dt = X.dtype
@@ -211,8 +235,9 @@ def encode(
         Record signs of the pre-activations of smooth activations (sigmoid, GELU, ...)
         instead of raising.
     backend : str
-        ``"auto"``, ``"cpu"``, ``"numpy"`` or ``"triton"`` (fused GPU encoder for plain
-        Linear + ReLU/LeakyReLU MLPs); see :mod:`vqgeom._backend`.
+        ``"auto"``, ``"cpu"``, ``"numpy"`` (float64 oracle forward of plain MLPs, maxout
+        included) or ``"triton"`` (fused GPU encoder for plain Linear + ReLU / LeakyReLU /
+        PReLU MLPs; other networks take the tracer); see :mod:`vqgeom._backend`.
     progress : bool, optional
         Show a progress bar over batches (default: only when there are more than 8).
 
@@ -220,11 +245,24 @@ def encode(
     -------
     Codes
         ``N`` rows; one layer per activation call in execution order, a bit per
-        activation hyperplane, set iff the pre-activation is ``>= 0``. Words are of
-        ``X``'s array type and device.
+        activation hyperplane, set iff the pre-activation is ``>= 0``; max-type units
+        over ``k >= 3`` candidates as one-hot groups (``Codes.groups``). Words are of
+        ``X``'s array type and device; CUDA networks pack on the device.
+
+    Raises
+    ------
+    EncodingError
+        An operation on an X-dependent tensor that is neither affine nor a supported
+        CPA operation (named, with the module it was called from).
+    ValueError
+        Non-finite X or pre-activations (naming the layer and the count), 1-D X, a
+        shape the model does not take.
+    TypeError
+        Complex X, a model of another type.
     """
     from ._backend import resolve_backend
 
+    reject_codes(X, "X")
     if array_module(X) == "dask":  # one task per row block on the workers (vqgeom._dask)
         from . import _dask
 
@@ -234,13 +272,15 @@ def encode(
     if array_module(X) == "numpy":
         X = np.asarray(X)  # nested lists: everything below needs .shape and slicing
     _check_real(X)
-    check_finite_nonempty(X, "X")
+    _check_finite(X, lazy=True)  # shapes now; values below, where the path needs them
     if len(X.shape) == 1:
         raise ValueError(
             f"X: expected a batch of inputs with a leading batch dimension (N, ...), got a 1-D array of shape "
             f"{tuple(X.shape)}; pass X[None] for one input or X[:, None] for N scalar inputs"
         )
     name = resolve_backend(backend, X)
+    if not (isinstance(model, nn.Module) and name == "cpu"):
+        _check_finite(X)  # the tracer path finds non-finite inputs at their first unit instead
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if isinstance(model, Hyperplanes):
@@ -267,13 +307,29 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
         progress = n > 8 * bs
     stack: list[str] = []
     classes: dict[str, str] = {}
-    handles = []
+    labels: dict[int, str] = {}
     for mname, mod in net.named_modules():
         label = mname or type(net).__name__
+        labels[id(mod)] = label
         classes[label] = type(mod).__name__
-        # Hooks must return None: a forward hook's return value would replace the output.
-        handles.append(mod.register_forward_pre_hook(lambda m, a, label=label: stack.append(label) and None))
-        handles.append(mod.register_forward_hook(lambda m, a, o: stack.pop() and None))
+    pushed: list[bool] = []
+
+    # One pair of global module hooks (two handles per encode, not two per module); they
+    # track this network's modules only. Hooks must return None: a forward hook's return
+    # value would replace the output.
+    def pre_hook(m, a):
+        label = labels.get(id(m))
+        if label is not None:
+            stack.append(label)
+        pushed.append(label is not None)
+
+    def post_hook(m, a, o):
+        if pushed and pushed.pop() and stack:
+            stack.pop()
+
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    handles = [register_module_forward_pre_hook(pre_hook), register_module_forward_hook(post_hook)]
     words_parts: list[Any] = []
     layout: tuple | None = None
     try:
@@ -285,6 +341,7 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
                 xb = _as_input(X[s:e], dtype, device)
                 rec = Tracer(xb, allow_non_cpa, stack, classes=classes)
                 stack.clear()
+                pushed.clear()
                 try:
                     with rec:
                         net(xb)
@@ -299,7 +356,11 @@ def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa
                     ) from err
                 if rec.failure is not None:  # raised inside the forward pass and swallowed there
                     raise rec.failure
-                rec.check_finite()
+                try:
+                    rec.check_finite()
+                except ValueError:
+                    check_finite_nonempty(X[s:e], "X")  # the inputs themselves, if they are the cause
+                    raise
                 blayout = (tuple(rec.sizes), tuple(rec.groups))
                 if layout is None:
                     layout, names = blayout, tuple(rec.names)

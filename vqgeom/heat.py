@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._arrays import array_module, to_numpy
-from ._validate import check_int, check_positive_scalar, check_sigma2s
+from ._validate import check_int, check_positive_scalar
 from .codes import Codes
 
 __all__ = ["heat_kernel", "heat_matmat", "kernel_cosine", "compare", "Comparison"]
@@ -32,6 +32,16 @@ def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
     Returns
     -------
     array (N, M), float64 (float32 for float32 input), in ``K``'s array type and device.
+        Memory: the result (and a float64 copy of an integer ``K``). For the heat kernel
+        of codes without an N x N matrix, see :func:`compare` and
+        :func:`vqgeom.heat_embedding`.
+
+    Raises
+    ------
+    TypeError
+        ``K`` is Codes, complex or not numeric.
+    ValueError
+        ``K`` holds NaN or inf; ``sigma2`` is not positive and finite.
     """
     s = check_positive_scalar(sigma2, "sigma2")
     Kf = _real_matrix(K, "K")
@@ -101,72 +111,69 @@ def kernel_cosine(K1: Any, K2: Any) -> float:
 
 @dataclass
 class Comparison:
-    """Cosine similarities between the heat kernels of several networks.
+    """Similarities between several networks, for each sigma2 of a sweep.
 
     Attributes
     ----------
     similarity : ndarray (S, M, M)
-        ``similarity[s, a, b]`` is the cosine between network ``a``'s and ``b``'s heat
-        kernels at ``sigma2s[s]``.
+        ``similarity[s, a, b]``: the (first) requested measure between networks ``a`` and ``b``
+        at the ``s``-th bandwidth; ``values[measure]``.
     sigma2s : ndarray (S,)
+        The sigma2 shared by all networks at each step (NaN where each network had its own:
+        see ``bandwidths``).
     names : list of str
     squared : bool
-        Whether the Appendix A.2 form ``exp(-d**2 / sigma2)`` was used.
+        Whether the Appendix A.2 form ``exp(-d**2 / sigma2)`` was used for the heat kernels.
+    measure : str
+        The measure in ``similarity``.
+    values : dict str -> ndarray (S, M, M)
+        Every measure computed (see :func:`compare`); sigma-free measures (``linear_cka``,
+        ``mantel``) are repeated along S.
+    bandwidths : ndarray (S, M) or None
+        Each network's sigma2 at each step (NaN when only sigma-free measures were asked).
+    route : str
+        How it was computed: ``"histogram"`` (joint histograms of integer distances),
+        ``"direct"`` (streamed kernel blocks) or ``"triton"`` (the fused GPU cosine kernel).
     """
 
     similarity: np.ndarray
     sigma2s: np.ndarray
     names: list[str] = field(default_factory=list)
     squared: bool = False
+    measure: str = "heat_cosine"
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    bandwidths: np.ndarray | None = None
+    route: str = ""
 
-    def table(self, s: int = 0) -> str:
-        """A printable table of the similarities at ``sigma2s[s]``."""
+    def __getitem__(self, measure: str) -> np.ndarray:
+        """``values[measure]``, an (S, M, M) array."""
+        if measure not in self.values:
+            raise KeyError(f"measure: {measure!r} was not computed; have {sorted(self.values)}")
+        return self.values[measure]
+
+    def table(self, s: int = 0, measure: str | None = None) -> str:
+        """A printable table of ``measure`` (default: :attr:`measure`) at step ``s``."""
+        measure = self.measure if measure is None else measure
+        vals = self.similarity if measure == self.measure and not self.values else self[measure]
         w = max(8, max((len(n) for n in self.names), default=0) + 1)
         head = " " * w + "".join(f"{n:>{w}}" for n in self.names)
-        rows = [f"{a:<{w}}" + "".join(f"{v:>{w}.2f}" for v in self.similarity[s, i]) for i, a in enumerate(self.names)]
+        rows = [f"{a:<{w}}" + "".join(f"{v:>{w}.2f}" for v in vals[s, i]) for i, a in enumerate(self.names)]
         form = "exp(-d^2/sigma2)" if self.squared else "exp(-d/sigma2)"
-        return f"sigma2 = {self.sigma2s[s]:g}, heat kernel {form}\n" + "\n".join([head] + rows)
+        if measure in ("linear_cka", "mantel"):
+            title = measure
+        elif np.isnan(self.sigma2s[s]) and self.bandwidths is not None:
+            bws = ", ".join(f"{n} {b:g}" for n, b in zip(self.names, self.bandwidths[s]))
+            title = f"{measure}, heat kernel {form}, sigma2 per network: {bws}"
+        else:
+            title = f"{measure}, sigma2 = {self.sigma2s[s]:g}, heat kernel {form}"
+        return title + "\n" + "\n".join([head] + rows)
 
 
-def compare(
-    models: Sequence[Any],
-    X: Any = None,
-    sigma2s: Any = (1.0,),
-    *,
-    squared: bool = False,
-    weights: Any = None,
-    names: Sequence[str] | None = None,
-    backend: str = "auto",
-    block_rows: int = 1024,
-    progress: bool = False,
-) -> Comparison:
-    """Cosine similarities of the heat kernels of several networks, for several sigma2 at once.
-
-    The kernels are streamed by row blocks: memory is ``O(M * block_rows * N)`` (blocks are
-    shrunk to stay near 256 MB), never an ``N x N`` matrix per network.
-
-    Parameters
-    ----------
-    models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
-    X : array (N, ...), optional
-        The sample; not needed when ``models`` are Codes of one sample. A dask array (or dask
-        codes) runs on the cluster: each (row block, column block) tile's partial sums on a
-        worker, summed by a tree; only the ``(S, M, M)`` sums come back.
-    sigma2s : float or sequence of floats > 0
-    squared : bool
-        Heat kernel ``exp(-d**2 / sigma2)`` (Appendix A.2) instead of ``exp(-d / sigma2)``.
-    weights : per-layer weights, optional
-        One sequence for all networks, or a list with one entry (or None) per network.
-    names : labels for the table
-    backend : compute backend for the distances
-    block_rows : rows per streamed block (at most; shrunk to the memory budget)
-    progress : show a progress bar over blocks
-
-    Returns
-    -------
-    Comparison
-    """
-    from .distances import _distances, codes_weights
+def _prepare(models: Sequence[Any], X: Any, weights: Any, names: Sequence[str] | None,
+             backend: str) -> tuple[list[Codes], list[Any], list[str]]:
+    """Codes of every network on one sample, their validated weights (one
+    :class:`~vqgeom._validate.Weights` per network) and names."""
+    from .distances import codes_weights
     from .encoding import encode
 
     if isinstance(models, Codes) or isinstance(models, (str, bytes)):
@@ -177,8 +184,6 @@ def compare(
         raise TypeError(f"models: expected a sequence of networks or of Codes, got {type(models).__name__}") from None
     if len(models) < 1:
         raise ValueError("models: expected at least one network, got none")
-    s2 = check_sigma2s(sigma2s)
-    block_rows = check_int(block_rows, "block_rows")
     codes: list[Codes] = []
     for i, m in enumerate(models):
         if isinstance(m, Codes):
@@ -206,37 +211,101 @@ def compare(
     names = list(names)
     if len(names) != len(codes):
         raise ValueError(f"names: expected {len(codes)} names, got {len(names)}")
+    return codes, wts, names
 
-    from ._backend import resolve_backend
 
+def compare(
+    models: Sequence[Any],
+    X: Any = None,
+    sigma2s: Any = (1.0,),
+    *,
+    measure: str | Sequence[str] = "heat_cosine",
+    squared: bool = False,
+    weights: Any = None,
+    names: Sequence[str] | None = None,
+    backend: str = "auto",
+    method: str = "auto",
+    block_rows: int = 1024,
+    progress: bool = False,
+) -> Comparison:
+    """Similarities of several networks through their VQ distances, for several sigma2 at once.
+
+    Measures (details and formulas in :mod:`vqgeom.similarity`):
+
+    - ``"heat_cosine"``: Frobenius cosine of the heat kernels ``exp(-d / sigma2)`` (the
+      paper's Fig. 3/4). Depends on each network's distance scale.
+    - ``"rbf_cka"``: centred kernel alignment (CKA) of the heat kernels.
+    - ``"linear_cka"``: CKA of the kernels ``-D``, i.e. linear CKA of the +-1 codes (``-D`` is
+      their Gram matrix up to a constant and centring); equal to the squared distance
+      correlation ``dCor^2`` of Szekely, Rizzo & Bakirov (2007) with the VQ distances. No sigma2.
+    - ``"mantel"``: Pearson correlation of the off-diagonal distances. No sigma2.
+
+    The last two are scale-free; the heat-kernel ones become scale-free with
+    ``sigma2s="per_network"``. Scale-free measures give the same value when every distance of
+    one network doubles (each of its hyperplanes duplicated).
+
+    Routes: with integer distances (no weights or integer weights) one streamed pass builds
+    the joint histograms of the networks' distances (:func:`vqgeom.joint_histogram`), from
+    which every measure at every sigma2 is exact; otherwise the kernels are streamed by row
+    blocks. Memory: a block of rows of each network's distances and kernels (at most ~256 MB)
+    plus the histograms (O(sum V_a V_b), V the largest distance + 1); never N x N.
+
+    Parameters
+    ----------
+    models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
+    X : array (N, ...), optional
+        The sample; not needed when ``models`` are Codes of one sample. A dask array (or dask
+        codes) runs on the cluster: each (row block, column block) tile's partial sums on a
+        worker, summed by a tree; only the ``(S, M, M)`` sums come back (``heat_cosine`` with
+        shared sigma2s only).
+    sigma2s : float, sequence of S floats, (S, M) array, or ``"per_network"``
+        Bandwidths > 0: shared by all networks (scalar or 1-D), one per network and step
+        (2-D), or each network's median heuristic (``"per_network"``: the median of its
+        off-diagonal distances, of their squares with ``squared``; exact).
+    measure : str or sequence of str
+        One or more of ``"heat_cosine"``, ``"rbf_cka"``, ``"linear_cka"``, ``"mantel"``, or
+        ``"all"``; all are computed in the same pass.
+    squared : bool
+        Heat kernel ``exp(-d**2 / sigma2)`` (Appendix A.2) instead of ``exp(-d / sigma2)``.
+        Affects the heat-kernel measures only.
+    weights : per-layer weights, optional
+        One sequence for all networks, or a list with one entry (or None) per network.
+    names : labels for the table
+    backend : compute backend for the distances
+    method : {"auto", "histogram", "direct"}
+        ``"auto"``: histograms for integer distances on the CPU when they stay small (their
+        size bound from the largest possible distances), else direct. On CUDA (triton),
+        ``"auto"`` keeps the fused cosine kernel (``heat_cosine`` with shared sigma2) or the
+        direct route; the histogram route there (``torch.bincount`` on the GPU) is only taken
+        when asked for, as it has not been timed on a GPU.
+    block_rows : rows per streamed block (at most; shrunk to the memory budget)
+    progress : show a progress bar over blocks
+
+    Returns
+    -------
+    Comparison
+        ``similarity`` holds the first measure; ``values`` all of them; ``bandwidths`` each
+        network's sigma2.
+    """
+    from .similarity import check_measures, run_compare
+
+    block_rows = check_int(block_rows, "block_rows")
+    measures = check_measures(measure)
+    codes, wts, names = _prepare(models, X, weights, names, backend)
     if any(c.array_type == "dask" for c in codes):  # per-tile partial sums, tree-summed (vqgeom._dask)
         from . import _dask
+        from ._validate import check_sigma2s
 
+        if measures != ("heat_cosine",) or isinstance(sigma2s, str) or np.ndim(sigma2s) > 1:
+            raise ValueError(f"measure: dask codes support measure='heat_cosine' with shared sigma2s only, got "
+                             f"measure={measures}, sigma2s={sigma2s if isinstance(sigma2s, str) else np.shape(sigma2s)}")
+        s2 = check_sigma2s(sigma2s)
+        per_w = list(weights) if _per_network(weights, len(codes)) else [weights] * len(codes)
         dots = _dask.compare_dots(codes, per_w, s2, squared=squared, backend=backend, block_rows=block_rows)
-        return Comparison(_cosines(dots), s2, names, squared)
-    name = resolve_backend(backend, codes[0].words)
-    if name == "triton":
-        return Comparison(_compare_triton(codes, wts, s2, squared), s2, names, squared)
-    m = len(codes)
-    dots = np.zeros((len(s2), m, m))
-    from tqdm.auto import tqdm
-
-    # Hold one (rows, N) float64 block per network at a time: about 2 * m * rows * N * 8 bytes.
-    rows = max(1, min(block_rows, (256 << 20) // (16 * m * max(n, 1))))
-    for r in tqdm(range(0, n, rows), desc="compare", disable=not progress, leave=False):
-        ds = []
-        for c, wt in zip(codes, wts):
-            D = to_numpy(_distances(c[r : r + rows], c, wt, name)).astype(np.float64)
-            ds.append(D * D if squared else D)
-        for si, sigma2 in enumerate(s2):
-            hs = [np.exp(-D / sigma2) for D in ds]
-            for a in range(m):
-                for b in range(a, m):
-                    v = float(np.vdot(hs[a], hs[b]))
-                    dots[si, a, b] += v
-                    if a != b:
-                        dots[si, b, a] += v
-    return Comparison(_cosines(dots), s2, names, squared)
+        sim = _cosines(dots)
+        return Comparison(sim, s2, names, bool(squared), values={"heat_cosine": sim},
+                          bandwidths=np.repeat(s2[:, None], len(codes), axis=1), route="dask")
+    return run_compare(codes, wts, names, sigma2s, measures, bool(squared), backend, method, block_rows, progress)
 
 
 def _cosines(dots: np.ndarray) -> np.ndarray:

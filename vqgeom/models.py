@@ -316,8 +316,9 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
     best, since_best, reason = float("inf"), 0, "max_epochs"
     acc = 0.0
     t0 = time.perf_counter()
-    bar = tqdm(range(max_epochs), desc=desc, disable=not progress, leave=False, mininterval=0.5)
-    for _ in bar:
+    # Updated by hand: iterating a tqdm closes it on break, before the stop can be shown.
+    bar = tqdm(total=max_epochs, desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    for _ in range(max_epochs):
         order = torch.randperm(n, generator=gen) if bs < n else torch.arange(n)
         total, correct = 0.0, 0
         for i in range(0, n, bs):
@@ -335,6 +336,7 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
         acc = correct / n
         history.append(epoch_loss)
         bar.set_postfix(loss=f"{epoch_loss:.4g}", acc=f"{acc:.3f}", refresh=False)
+        bar.update(1)
         if acc == 1.0 and epoch_loss < loss_tol:
             reason = "converged"
             break
@@ -345,6 +347,12 @@ def _loop(model, Xt, yt, target, criterion, opt, gen, loss, bs, max_epochs, loss
             if since_best >= patience:
                 reason = "plateau"
                 break
+    if len(history) < max_epochs:
+        # Stopped early: max_epochs was only a budget, so the bar ends full at the epochs that ran,
+        # with the reason, instead of stalling at e.g. 43/2000.
+        bar.total = len(history)
+        bar.set_description_str(f"{desc} ({reason})" if desc else reason, refresh=False)
+        bar.refresh()
     bar.close()
     model.eval()
     seconds = time.perf_counter() - t0
@@ -385,11 +393,34 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MLP, dict[str, Any]]:
         Rebuilt with the saved architecture and weights, in eval mode.
     meta : dict
         The ``meta`` passed to :func:`save_checkpoint`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Naming ``path`` and what is wrong: not a torch file (empty, truncated, garbage),
+        not a vqgeom checkpoint, an architecture :func:`mlp` refuses, or weights that do
+        not fit it. Only plain tensors and containers are unpickled (``weights_only``).
     """
-    blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    what = f"path: {os.fspath(path)!r}"
+    if not os.path.isfile(os.fspath(path)):
+        raise FileNotFoundError(f"{what}: no checkpoint file there")
+    try:
+        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
+        raise ValueError(f"{what} is not a readable vqgeom checkpoint: {type(exc).__name__}: {exc}") from None
     if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
-        raise ValueError(f"path: {path} is not a vqgeom checkpoint (expected keys 'config' and 'state_dict')")
-    model = mlp(**blob["config"], seed=0)  # seed: leave the global RNG alone; weights are overwritten
-    model.load_state_dict(blob["state_dict"])
+        raise ValueError(f"{what} is not a vqgeom checkpoint (expected keys 'config' and 'state_dict')")
+    if not isinstance(blob["config"], dict) or not isinstance(blob["state_dict"], dict):
+        raise ValueError(f"{what}: expected 'config' and 'state_dict' to be dicts")
+    meta = blob.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{what}: expected 'meta' to be a dict, got {type(meta).__name__}")
+    try:
+        model = mlp(**blob["config"], seed=0)  # seed: leave the global RNG alone; weights are overwritten
+        model.load_state_dict(blob["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise ValueError(f"{what} holds an invalid checkpoint: {type(exc).__name__}: {exc}") from None
     model.eval()
-    return model, dict(blob.get("meta", {}))
+    return model, dict(meta)

@@ -153,7 +153,10 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """``vqgeom lemmas [--seeds N] [--widths 4,8] [--depths 2,3,4] ...``: print the table; 0 iff all rows pass."""
-    ap = argparse.ArgumentParser(prog="vqgeom lemmas", description=__doc__.split("\n\n")[0])
+    from ..cli import plain
+
+    ap = argparse.ArgumentParser(prog="vqgeom lemmas", description=plain(__doc__),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5, help="random seeds per case (default 5)")
     ap.add_argument("--seed0", type=int, default=0, help="first seed (default 0)")
     ap.add_argument("--widths", type=_int_list, default=(4, 8, 16), help="deep-net widths (default 4,8,16)")
