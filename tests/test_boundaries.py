@@ -59,6 +59,17 @@ def test_out_of_range_row_raises_index_error():
         CODES[0, 1]
     with pytest.raises(TypeError, match="rows"):
         CODES[True]
+    with pytest.raises(TypeError, match="rows"):
+        CODES[1.5]
+
+
+def test_construction_and_conversion_arguments():
+    with pytest.raises(TypeError, match="words: expected a 2-D array"):
+        Codes([[0]], [3])
+    with pytest.raises(ValueError, match="like"):
+        CODES.to("cuda")  # was: silently numpy
+    with pytest.raises(ValueError, match="weights: per_layer"):
+        vqgeom.pairwise_distances(CODES, per_layer=True, weights=[1, 2])  # was: weights silently ignored
 
 
 def test_iteration_and_len():

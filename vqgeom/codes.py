@@ -187,6 +187,11 @@ class Codes:
                     f"groups[{l}]={g} for layer_sizes[{l}]={b}"
                 )
         object.__setattr__(self, "groups", groups)
+        if not hasattr(self.words, "shape") or not hasattr(self.words, "dtype"):
+            raise TypeError(
+                f"words: expected a 2-D array of 32-bit words (numpy uint32, torch int32, cupy uint32), got "
+                f"{type(self.words).__name__}; build codes from booleans with Codes.from_bits"
+            )
         shape = tuple(self.words.shape)
         if len(shape) != 2 or shape[1] != layer_word_offsets(sizes)[-1]:
             raise ValueError(
@@ -292,6 +297,8 @@ class Codes:
 
     def to(self, like: Any) -> "Codes":
         """The same codes with words of ``like``'s array type and device (``'numpy'`` for host)."""
+        if isinstance(like, str) and like != "numpy":
+            raise ValueError(f"like: expected 'numpy' or an array of the target type and device, got {like!r}")
         if isinstance(like, str) and like == "numpy":
             return Codes(self.words_numpy(), self.layer_sizes, self.layer_names, self.groups)
         return Codes(_like(self.words_numpy(), like), self.layer_sizes, self.layer_names, self.groups)
@@ -308,8 +315,8 @@ class Codes:
                 f"rows: Codes are indexed by rows only (an int, slice, index array or mask), got a tuple {rows!r}; "
                 "select layers with codes.layers(...)"
             )
-        if isinstance(rows, (bool, np.bool_)):
-            raise TypeError(f"rows: expected a row index, slice, index array or mask, got a bool {rows!r}")
+        if isinstance(rows, (bool, np.bool_, float, np.floating, str, bytes)):
+            raise TypeError(f"rows: expected a row index, slice, index array or mask, got {type(rows).__name__} {rows!r}")
         if isinstance(rows, (int, np.integer)):
             i, n = int(rows), self.n
             if not -n <= i < n:
