@@ -47,7 +47,7 @@ which operation, and how the tracer records them) is :func:`torch_ops` /
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
