@@ -56,6 +56,20 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: a rate per CPU second does not
+    depend on how many other processes share the cores (the machine is shared)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def warm() -> None:
+    """Import what the tiles use, so that no timed task pays for importing torch."""
+    import vqgeom._dask  # noqa: F401
+    import vqgeom.kernels.cpu  # noqa: F401
+    import vqgeom.neighbors  # noqa: F401
+
+
 def inmem(args) -> None:
     """Subprocess: one in-memory operation on ``--threads`` torch threads; prints JSON."""
     import torch
@@ -65,16 +79,17 @@ def inmem(args) -> None:
 
     codes = make_codes(args.n)
     v = np.ones(args.n)
-    times = []
+    times, cpus = [], []
     for _ in range(args.repeats):
-        t = time.perf_counter()
+        c0, t = cpu_seconds(), time.perf_counter()
         if args.op == "knn":
             out = vqgeom.knn(codes, k=K)
         else:
             out = vqgeom.heat_matmat(codes, v, SIGMA2)
         times.append(time.perf_counter() - t)
+        cpus.append(cpu_seconds() - c0)
     np.save(args.save, np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in (out if isinstance(out, tuple) else (out,))]))
-    print(json.dumps({"times": times, "peak_rss": peak_rss()}))
+    print(json.dumps({"times": times, "cpu_s": cpus, "peak_rss": peak_rss()}))
 
 
 def cluster(args, ops, ref_files) -> list[dict]:
@@ -87,22 +102,24 @@ def cluster(args, ops, ref_files) -> list[dict]:
 
     rows = []
     codes = make_codes(args.n)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
         for op in ops:
             client.restart()  # fresh workers: their peak RSS is this operation's
             # codes on the workers before timing (what a real job has after encode or from_zarr)
             dcodes = Codes(da.from_array(codes.words, chunks=(args.chunk, -1)).persist(), SIZES)
             distributed.wait(dcodes.words)
-            times, loads = [], []
+            client.run(warm)
+            times, loads, cpus = [], [], []
             for _ in range(args.repeats):
                 loads.append(load())
-                t = time.perf_counter()
+                c0, t = sum(client.run(cpu_seconds).values()), time.perf_counter()
                 if op == "knn":
                     out = dask.compute(*vqgeom.knn(dcodes, k=K))
                 else:
                     out = (vqgeom.heat_matmat(dcodes, np.ones(args.n), SIGMA2).compute(),)
                 times.append(time.perf_counter() - t)
+                cpus.append(sum(client.run(cpu_seconds).values()) - c0)  # both workers' CPU time
             got = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in out])
             want = np.load(ref_files[op])
             if op == "knn":
@@ -115,9 +132,31 @@ def cluster(args, ops, ref_files) -> list[dict]:
                 check = f"max rel. diff to in-memory {err:.1e}"
             peaks = client.run(peak_rss)
             rows.append({"op": op, "config": "LocalCluster 2 x 1 thread", "median_s": statistics.median(times),
-                         "times_s": times, "peak_rss_MB": [round(p / 2**20) for p in peaks.values()],
+                         "times_s": times, "cpu_s": statistics.median(cpus), "peak_rss_MB": [round(p / 2**20) for p in peaks.values()],
                          "check": check, "load": loads})
     return rows
+
+
+# Per-GPU rates from benchmarks/results/gpu-h200-2026-11-26.md (B = 288): heat-kernel mat-vec at N = 10^6 in
+# 663 ms; streamed k-NN (k = 10) at N = 10^5 in 54.6 ms.
+H200_PAIRS_PER_S = {"heat": 1e12 / 0.663, "knn": 1e10 / 0.0546}
+LINK_BYTES_PER_S = 1.25e9  # 10 Gb/s between nodes
+
+
+def cost_model(rows: list[dict]) -> list[str]:
+    """Markdown table: work at N = 10^7 and 10^8 from the measured rates (cluster, per CPU second)."""
+    cpu = {r["op"]: r["pairs_per_cpu_s"] for r in rows if r["config"].startswith("LocalCluster")}
+    lines = ["| N | op | pairs | CPU core-hours (measured rate) | H200 GPU-hours | codes (36 B/row) | "
+             "codes to each worker per pass at 10 Gb/s |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for n in (10**7, 10**8):
+        for op in ("knn", "heat"):
+            if op not in cpu:
+                continue
+            pairs = float(n) * n
+            lines.append(f"| 10^{int(np.log10(n))} | {op} | {pairs:.0e} | {pairs / cpu[op] / 3600:,.0f} "
+                         f"({cpu[op]:.2g} pairs/CPU-s) | {pairs / H200_PAIRS_PER_S[op] / 3600:.2f} | "
+                         f"{n * 36 / 1e9:.2f} GB | {n * 36 / LINK_BYTES_PER_S:.1f} s |")
+    return lines
 
 
 def main() -> None:
@@ -153,6 +192,7 @@ def main() -> None:
             ref_files.setdefault(op, save)
             rows.append({"op": op, "config": f"in-memory, {threads} thread{'s' if threads > 1 else ''}",
                          "median_s": statistics.median(res["times"]), "times_s": res["times"],
+                         "cpu_s": statistics.median(res["cpu_s"]),
                          "peak_rss_MB": [round(res["peak_rss"] / 2**20)], "check": "reference run" if threads == 1 else "",
                          "load": [l0]})
             print(rows[-1], flush=True)
@@ -162,23 +202,29 @@ def main() -> None:
     for r in rows:
         r["G_bit_pairs_per_s"] = pairs * sum(SIZES) / r["median_s"] / 1e9
         r["pairs_per_s"] = pairs / r["median_s"]
+        r["pairs_per_cpu_s"] = pairs / r["cpu_s"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "distributed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     with open(out / "distributed.csv", "w") as f:
-        f.write("op,config,n,bits,median_s,pairs_per_s,peak_rss_MB,check\n")
+        f.write("op,config,n,bits,median_s,cpu_s,pairs_per_s,pairs_per_cpu_s,peak_rss_MB,check\n")
         for r in rows:
-            f.write(f"{r['op']},{r['config']},{args.n},{sum(SIZES)},{r['median_s']:.3f},{r['pairs_per_s']:.3e},"
+            f.write(f"{r['op']},{r['config']},{args.n},{sum(SIZES)},{r['median_s']:.3f},{r['cpu_s']:.3f},"
+                    f"{r['pairs_per_s']:.3e},{r['pairs_per_cpu_s']:.3e},"
                     f"{'/'.join(map(str, r['peak_rss_MB']))},{r['check']}\n")
     base = {op: next(r["median_s"] for r in rows if r["op"] == op and r["config"].endswith("1 thread")) for op in ops}
     lines = [f"# Dask LocalCluster vs in-memory — {meta['cpu']}, {meta['cores']} cores, {meta['date']}", "",
              f"N = {args.n:,}, B = {sum(SIZES)} ({SIZES}), k = {K}, sigma2 = {SIGMA2}, dask blocks of {args.chunk} rows, "
              f"median of {args.repeats}. Load average (1/5/15 min) at start {meta['load_start']}, end {meta['load_end']}.",
-             "", "| op | configuration | median (s) | pairs/s | time vs in-memory 1 thread | peak RSS per process (MB) | check | load at start |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+             "", "| op | configuration | median wall (s) | CPU (s) | pairs/s (wall) | pairs per CPU second | "
+             "wall vs in-memory 1 thread | peak RSS per process (MB) | check | load at start |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        lines.append(f"| {r['op']} | {r['config']} | {r['median_s']:.2f} | {r['pairs_per_s']:.3g} | "
+        lines.append(f"| {r['op']} | {r['config']} | {r['median_s']:.2f} | {r['cpu_s']:.1f} | {r['pairs_per_s']:.3g} | "
+                     f"{r['pairs_per_cpu_s']:.3g} | "
                      f"{r['median_s'] / base[r['op']]:.2f} | {' / '.join(map(str, r['peak_rss_MB']))} | {r['check']} | {r['load'][0]} |")
+    lines += ["", "Cost model (all pairs; B = 288; the per-core rate is the cluster's pairs per CPU second above, the "
+              "per-GPU rate from gpu-h200-2026-11-26.md):", ""] + cost_model(rows)
     (out / "distributed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

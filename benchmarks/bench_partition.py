@@ -1,5 +1,8 @@
 """Benchmark: exact 2-D partitions (vqgeom.geometry) against regioncam, and all-pairs d_Omega.
 
+One thread for both sides (BLAS pinned before numpy loads; regioncam is single-threaded):
+on the shared 2-core machine a threaded BLAS spent most of its time waiting.
+
 1. ``2 -> W -> W -> W`` ReLU MLPs (torch default init, several seeds) on [-1, 1]^2. For each
    net, first the checks: region count equal to regioncam's, areas summing to 4 (relative
    1e-9), every region's code equal to the reference oracle's at its representative point.
@@ -7,22 +10,28 @@
    and adjacency graph) and of regioncam (regions and its edge structure). Medians, regions
    per second and the ratio ours / regioncam, measured in the same run.
 2. All-pairs d_Omega on a partition of at least ``--dist-regions`` regions (a wider net),
-   checked row by row against ``scipy.sparse.csgraph.shortest_path`` on a sample of rows.
+   unweighted and with layer weights (1, 2, 3), checked against
+   ``scipy.sparse.csgraph.shortest_path`` on a sample of rows; the all-pairs rows are
+   computed in chunks of 4096 sources (memory), the time is their sum.
 
-Bars (issue 4, on a 2-core machine): >= 20,000 regions/s at W = 96 and within 3x of
-regioncam; all-pairs d_Omega for 20,000 regions under 30 s.
+Bars (issue 14): at least as fast as regioncam at W = 16, 32, 64, 96, 128 with equal region
+counts; weighted all-pairs d_Omega for 20,000 regions under 10 s.
 
 Usage::
 
-    python benchmarks/bench_partition.py [--widths 32,64,96] [--seeds 0,1,2] [--repeats 5]
+    python benchmarks/bench_partition.py [--widths 16,32,64,96,128] [--seeds 0,1,2] [--repeats 5]
 """
 
 from __future__ import annotations
 
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
 import argparse
 import csv
 import json
-import os
 import platform
 import statistics
 import time
@@ -87,12 +96,14 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--widths", default="32,64,96")
+    ap.add_argument("--widths", default="16,32,64,96,128")
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--dist-threads", type=int, default=None, help="threads for weighted d_Omega (default: all)")
     ap.add_argument("--dist-width", type=int, default=128, help="width of the net for the d_Omega timing")
-    ap.add_argument("--dist-regions", type=int, default=20000, help="regions for the all-pairs d_Omega timing")
+    ap.add_argument("--dist-regions", type=int, default=20000,
+                    help="regions for the all-pairs d_Omega timing (0: skip it)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",")]
@@ -106,7 +117,7 @@ def main(argv=None) -> int:
         info["regioncam"] = version("regioncam")
     except ImportError as e:
         info["regioncam"] = f"unavailable: {e}"
-    print(f"machine: {info}")
+    print(f"machine: {info}", flush=True)
 
     rows = []
     for w in widths:
@@ -175,24 +186,38 @@ def main(argv=None) -> int:
                          "shapely_area_sum_error": abs(sum(p.area for p in polys) - 4.0)})
         print(arr_rows[-1], flush=True)
 
-    # all-pairs d_Omega
+    # all-pairs d_Omega, unweighted and weighted, in chunks of sources (the full float64
+    # matrix of 20,000 rows would take 3.2 GB)
     from scipy.sparse.csgraph import shortest_path
 
     part = partition(mlp(args.dist_width, args.depth, 0), BOX)
     n = min(args.dist_regions, part.n_regions)
-    t = time.perf_counter()
-    D = part.distances(sources=np.arange(n))
-    t_dist = time.perf_counter() - t
-    sample = np.random.default_rng(0).choice(n, size=min(100, n), replace=False)
-    ref = shortest_path(part.adjacency(), unweighted=True, directed=False, indices=sample)
-    assert np.array_equal(D[sample], ref), "d_Omega rows differ from scipy's"
-    t = time.perf_counter()
-    shortest_path(part.adjacency(), unweighted=True, directed=False, indices=sample)
-    t_scipy_row = (time.perf_counter() - t) / sample.size
-    dist = {"width": args.dist_width, "regions": part.n_regions, "sources": n, "dOmega_all_pairs_s": t_dist,
-            "scipy_per_row_s": t_scipy_row, "scipy_all_pairs_estimate_s": t_scipy_row * n, "max_hops": float(D.max())}
-    del D
-    print(f"d_Omega: {dist}")
+    sample = np.random.default_rng(0).choice(max(n, 1), size=min(100, n), replace=False)
+    dist = {"width": args.dist_width, "regions": part.n_regions, "sources": n,
+            "loadavg_before": os.getloadavg()}
+    for tag, w in (("unweighted", None), ("weights_1_2_3", (1.0, 2.0, 3.0))) if n else ():
+        part.distances(w, sources=np.arange(min(n, 64)))  # compile / warm up
+        t_dist, dmax = 0.0, 0.0
+        for c0 in range(0, n, 4096):
+            src = np.arange(c0, min(n, c0 + 4096))
+            t = time.perf_counter()
+            D = part.distances(w, sources=src)
+            t_dist += time.perf_counter() - t
+            dmax = max(dmax, float(D.max()))
+            inside = sample[(sample >= c0) & (sample < c0 + 4096)]
+            if inside.size:
+                adj = part.adjacency(w)
+                ref = shortest_path(adj, method="D", directed=False, indices=inside)
+                assert np.array_equal(D[inside - c0], ref), f"d_Omega ({tag}) rows differ from scipy's"
+            del D
+        adj = part.adjacency(w)
+        t = time.perf_counter()
+        shortest_path(adj, method="D", directed=False, indices=sample)
+        t_scipy_row = (time.perf_counter() - t) / sample.size
+        dist[tag] = {"all_pairs_s": t_dist, "scipy_dijkstra_per_row_s": t_scipy_row,
+                     "scipy_all_pairs_estimate_s": t_scipy_row * n, "max_distance": dmax}
+        print(f"d_Omega {tag}: {dist[tag]}", flush=True)
+    dist["loadavg_after"] = os.getloadavg()
 
     # table
     print()
@@ -205,8 +230,9 @@ def main(argv=None) -> int:
               f"{r['vqgeom_s']:>9.3f} {r['vqgeom_regions_per_s']:>10.0f} {r.get('regioncam_s', float('nan')):>11.3f} "
               f"{r.get('ratio_vqgeom_over_regioncam', float('nan')):>6.2f}")
     print(f"\nload average at the end: {os.getloadavg()}")
-    print(f"all-pairs d_Omega: {n} x {part.n_regions} in {t_dist:.2f} s "
-          f"(scipy Dijkstra/BFS would take ~{dist['scipy_all_pairs_estimate_s']:.0f} s)")
+    for tag in ("unweighted", "weights_1_2_3") if n else ():
+        print(f"all-pairs d_Omega ({tag}): {n} x {part.n_regions} in {dist[tag]['all_pairs_s']:.2f} s "
+              f"(scipy's Dijkstra would take ~{dist[tag]['scipy_all_pairs_estimate_s']:.0f} s)")
 
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "partition.csv"), "w", newline="") as f:
@@ -215,6 +241,7 @@ def main(argv=None) -> int:
         wr.writeheader()
         wr.writerows(rows)
     with open(os.path.join(args.out, "partition.json"), "w") as f:
+        info["loadavg_at_end"] = os.getloadavg()
         json.dump({"machine": info, "partition": rows, "arrangement_vs_shapely": arr_rows, "d_omega": dist}, f, indent=2)
     return 0
 

@@ -170,11 +170,17 @@ def seed_of(*parts) -> int:
     return zlib.crc32(repr(parts).encode())
 
 
-# Float tolerances, derived (one place): a float64 result of L layer terms, each rounded once and
-# summed in layer order, is within L * 2**-53 relative of the exact value per term; the Triton
-# reductions accumulate in float32 (exp2 per entry plus M-term sums): 1e-5 of the largest entry.
+# Float tolerances, derived (one place). A float sum of L layer terms, each term rounded once and the
+# terms added in layer order, is within L roundings of the exact value: L * 2**-52 relative in
+# float64 (one ulp = 2**-52 relative at most), L * 2**-23 in float32 (the Triton k-NN keys with real
+# weights). The Triton heat reductions add exp2 per entry and M-term float32 sums (tf32x3 products):
+# 1e-5 of the largest entry (about 100 float32 ulps).
 def rtol_float64_sum(n_terms: int) -> float:
     return max(1, n_terms) * 2.0**-52
+
+
+def rtol_float32_sum(n_terms: int) -> float:
+    return max(1, n_terms) * 2.0**-23
 
 
 def atol_float32_reduction(want) -> float:

@@ -176,14 +176,18 @@ def test_result_dtype_rules(make_bits, sizes, weights, np_dtype, torch_dtype):
     assert make_weights(w, sizes).dtype == np_dtype
 
 
-def test_empty_codes(make_bits):
+def test_empty_codes(make_bits, backend):
+    from conftest import as_numpy, backend_codes
+
     sizes = [5, 40]
-    empty = Codes.from_bits(np.zeros((0, 45), dtype=bool), sizes)
-    other = Codes.from_bits(make_bits(0, 4, sizes), sizes)
-    for backend in ("cpu", "numpy"):
-        assert vqgeom.pairwise_distances(empty, other, backend=backend).shape == (0, 4)
-        assert vqgeom.pairwise_distances(other, empty, backend=backend).shape == (4, 0)
-        assert vqgeom.pairwise_distances(empty, backend=backend).shape == (0, 0)
+    empty = backend_codes(Codes.from_bits(np.zeros((0, 45), dtype=bool), sizes), backend)
+    other = backend_codes(Codes.from_bits(make_bits(0, 4, sizes), sizes), backend)
+    for w, kind in ((None, "u"), ([0.5, 1], "f"), ([2**40, 3], "u")):
+        for a, b, shape in ((empty, other, (0, 4)), (other, empty, (4, 0)), (empty, None, (0, 0))):
+            D = as_numpy(vqgeom.pairwise_distances(a, b, weights=w, backend=backend))
+            assert D.shape == shape and D.dtype.kind in (kind + "i" if kind == "u" else kind)
+        d, i = vqgeom.knn(empty, other, k=2, weights=w, backend=backend)
+        assert as_numpy(d).shape == (0, 2) and as_numpy(i).dtype == np.int64
 
 
 @pytest.mark.parametrize("array", ["numpy", "torch"])

@@ -52,7 +52,7 @@ def client():
     }
     with dask.config.set(cfg):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           memory_limit=WORKER_MEMORY, dashboard_address=None)
+                                           memory_limit=WORKER_MEMORY, dashboard_address=":0")
         c = distributed.Client(cluster)
         try:
             yield c
@@ -211,6 +211,10 @@ def test_compare_with_dask_X(client):
     assert_close(got.similarity, want.similarity)
     got2 = vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]])
     assert_close(got2.similarity, vqgeom.compare(nets, X, s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]]).similarity)
+    # the other measures and per-network bandwidths have no dask route yet: said, not silently local
+    for kw in (dict(measure="mantel"), dict(sigma2s="per_network")):
+        with pytest.raises(ValueError, match="dask codes support"):
+            vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), **{"sigma2s": s2, **kw})
 
 
 def test_zarr_round_trip(client, tmp_path):
@@ -228,6 +232,17 @@ def test_zarr_round_trip(client, tmp_path):
     with pytest.raises(Exception):
         c.to_zarr(str(tmp_path / "n"))  # exists, no overwrite
     c.to_zarr(str(tmp_path / "n"), overwrite=True)
+    # per-layer fields beyond the sizes travel too: one-hot groups (halved layers) of max-type units
+    rng = np.random.default_rng(seed("zarr-groups"))
+    bits = np.zeros((30, 11), dtype=bool)
+    bits[np.arange(30), rng.integers(0, 3, 30)] = True
+    bits[np.arange(30), 3 + rng.integers(0, 3, 30)] = True
+    bits[:, 6:] = rng.random((30, 5)) < 0.5
+    g = Codes.from_bits(bits, (6, 5), groups=(3, 1))
+    g.to_zarr(str(tmp_path / "g"))
+    gb = Codes.from_zarr(str(tmp_path / "g"))
+    assert gb.groups == (3, 1)
+    np.testing.assert_array_equal(vqgeom.pairwise_distances(gb).compute(), vqgeom.pairwise_distances(g))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="store"):
         Codes.from_zarr(str(tmp_path / "empty"))

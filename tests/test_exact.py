@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import as_numpy, atol_float32_reduction, backend_codes, random_bits, seed_of
+from conftest import as_numpy, backend_codes, random_bits, rtol_float32_sum, rtol_float64_sum, seed_of
 
 import vqgeom
 from vqgeom._validate import Weights, make_weights
@@ -159,7 +159,7 @@ def test_halved_layers(backend, weights):
         assert wt.divisor == 2 and got.dtype.kind in "iu"
         np.testing.assert_array_equal(got, want)
     else:
-        np.testing.assert_allclose(got, want, rtol=3 * 2.0**-52)
+        np.testing.assert_allclose(got, want, rtol=rtol_float64_sum(3))
     per = as_numpy(vqgeom.pairwise_distances(c, per_layer=True, backend=backend))
     np.testing.assert_array_equal(per, reference.layer_hamming(bits, bits, sizes, groups))
     # k-NN ranks the kernel sums and divides
@@ -167,7 +167,7 @@ def test_halved_layers(backend, weights):
     Df = np.array(want, dtype=np.float64)  # a copy: want is used again below
     np.fill_diagonal(Df, np.inf)
     rd, ri = reference.knn(Df, 3)
-    np.testing.assert_allclose(as_numpy(d), rd, rtol=3 * 2.0**-23)  # float32 keys on triton (real weights)
+    np.testing.assert_allclose(as_numpy(d), rd, rtol=rtol_float32_sum(3))  # float32 keys on triton (real weights)
     if wt.integer:
         np.testing.assert_array_equal(as_numpy(i), ri)
     # heat products use the divided distances

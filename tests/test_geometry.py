@@ -461,6 +461,55 @@ def test_hop_distances_against_scipy(words):
     assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256
 
 
+@pytest.mark.parametrize("words", [1, 2])
+def test_dial_distances_against_scipy(words):
+    """Weighted d_Omega (bit-parallel Dial) against scipy's Dijkstra: a long path (levels
+    far beyond the ring of max weight + 1 slots), a random graph with parallel routes of
+    different weights, an isolated node, repeated sources and more than two blocks."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from vqgeom.geometry._dial import dial_distances, integer_weights
+
+    rng = np.random.default_rng(10 + words)
+    n_path, n_rand = 300, 150
+    i = np.concatenate([np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 400)])
+    j = np.concatenate([np.arange(1, n_path), n_path + rng.integers(0, n_rand, 400)])
+    keep = i != j
+    i, j = i[keep], j[keep]
+    w = rng.integers(1, 6, i.size)
+    R = n_path + n_rand + 1
+    A = csr_matrix((np.concatenate([w, w]).astype(float), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                   shape=(R, R))
+    A.sum_duplicates()  # duplicates would add up in both: keep the graph simple
+    A.data[:] = np.rint(A.data)
+    sources = np.concatenate([rng.integers(0, R, 140), [0, 0, R - 1]])
+    for unit in (1.0, 0.25):
+        D = dial_distances(A.indptr, A.indices, A.data.astype(np.int64), sources, rng.permutation(sources.size),
+                           unit=unit, words=words, threads=2)
+        ref = shortest_path(A * unit, method="D", directed=False, indices=sources)
+        # integer levels times a power-of-two unit: exact
+        np.testing.assert_array_equal(D, ref)
+    assert np.isinf(D).any()
+    assert integer_weights(np.array([0.5, 1.0, 1.5])) == (pytest.approx([1, 2, 3]), 0.5)
+    assert integer_weights(np.array([1.0, np.sqrt(2.0)])) is None
+
+
+def test_weighted_distances_route_and_fallback():
+    """Commensurable weights take the bit-parallel route, others scipy's; both match networkx."""
+    net = random_mlp(5, [6, 6], out=1)
+    part = partition(net, BOX)
+    G = part.graph
+    for w in ([1.0, 3.0], [0.3, 0.7], [1.0, np.sqrt(2.0)]):
+        for (i, j, a) in G.edges(data=True):
+            a["w"] = w[a["layer"]]
+        ref = dict(nx.all_pairs_dijkstra_path_length(G, weight="w"))
+        R = part.n_regions
+        # non-dyadic units (0.1): levels times the unit differ from networkx's sums by rounding
+        np.testing.assert_allclose(part.distances(w), [[ref[a][b] for b in range(R)] for a in range(R)],
+                                   rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_degenerate_integer_nets(seed):
     """Small integer weights: parallel, coincident and concurrent hyperplanes, lines through
@@ -482,3 +531,94 @@ def test_degenerate_integer_nets(seed):
     pts = np.random.default_rng(seed).uniform(-1, 1, (300, 2))
     inside = np.stack([shapely.contains_xy(P, pts[:, 0], pts[:, 1]) for P in polys])
     np.testing.assert_array_equal(inside.sum(0), np.ones(300, dtype=int))
+
+
+# ----------------------------------------------------------------------------------------
+# scale: huge and tiny weights, slivers at tol=0, arguments named in errors
+# ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1e300, 1e308, 1e-300, 2.0**-1060])
+def test_arrangement_at_extreme_scales(scale):
+    """Scaling a hyperplane arrangement by a positive number changes nothing: the same 4
+    regions and adjacency as at scale 1, codes equal to vqgeom.encode's (and the oracle's).
+    The entries have short binary mantissas, so even the subnormal scale holds them exactly."""
+    N = np.array([[1.0, 0.375], [0.25, -1.0]])
+    o = np.array([0.125, -0.25])
+    ref = partition((N, o), BOX)
+    part = partition((N * scale, o * scale), BOX)
+    assert part.n_regions == ref.n_regions == 4
+    np.testing.assert_allclose(part.areas, ref.areas, rtol=1e-12)
+    np.testing.assert_array_equal(part.edge_index, ref.edge_index)
+    np.testing.assert_array_equal(part.codes.unpack(), hyperplane_bits(N * scale, o * scale, part.inputs))
+    if scale >= 1e-300:  # vqgeom.Hyperplanes refuses normals whose squared norm underflows
+        enc = vqgeom.encode(vqgeom.Hyperplanes(N * scale, o * scale), part.inputs)
+        np.testing.assert_array_equal(np.asarray(enc.unpack()), part.codes.unpack())
+
+
+@pytest.mark.parametrize("s1,s2", [(1e300, 1e-300), (1e-300, 1e300), (1e150, 1e150)])
+def test_deep_net_at_extreme_scales(s1, s2):
+    """Layer 1 scaled by s1 and layer 2 by s2 (its bias by s1 * s2): the same partition."""
+    A1 = np.array([[1.0, 0.3], [0.2, -1.0], [0.5, 0.5]])
+    b1 = np.array([0.1, -0.2, 0.05])
+    A2 = np.array([[1.0, -1.0, 0.5], [0.3, 0.2, -1.0]])
+    b2 = np.array([0.0, 0.1])
+    ref = partition([(A1, b1), (A2, b2)], BOX)
+    part = partition([(A1 * s1, b1 * s1), (A2 * s2, b2 * (s1 * s2))], BOX)
+    assert part.n_regions == ref.n_regions
+    np.testing.assert_allclose(np.sort(part.areas), np.sort(ref.areas), rtol=1e-9)
+    np.testing.assert_array_equal(part.codes.unpack(), ref.codes.unpack())
+
+
+def _exact_line_count(N, o, box):
+    """Regions of a line arrangement in the box, in exact rational arithmetic: 1 + lines
+    crossing the open box + pairwise crossings inside it (lines in general position)."""
+    from fractions import Fraction as Fr
+
+    x0, x1, y0, y1 = (Fr(v) for v in box)
+    lines = [(Fr(a), Fr(b), Fr(c)) for (a, b), c in zip(N.tolist(), o.tolist())]
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    n = 1 + sum(1 for a, b, c in lines if min(a * x + b * y + c for x, y in corners) < 0
+                < max(a * x + b * y + c for x, y in corners))
+    for (a, b, c), (d, e, f) in itertools.combinations(lines, 2):
+        det = a * e - b * d
+        if det != 0:
+            x, y = (b * f - c * e) / det, (c * d - a * f) / det
+            n += x0 < x < x1 and y0 < y < y1
+    return n
+
+
+@pytest.mark.parametrize("width", [1e-12, 1e-14])
+def test_slivers_at_tol0_have_their_true_neighbours(width):
+    """Thin strips between nearly coincident lines at tol=0: the region count is the exact
+    one (rational arithmetic), every code distinct, and two regions are adjacent iff their
+    codes differ in exactly one line (true for any line arrangement in a convex box)."""
+    rng = np.random.default_rng(int(-np.log10(width)))
+    ang = rng.uniform(0, np.pi, 3)
+    N = np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    o = rng.uniform(-0.3, 0.3, 3)
+    # each line gets a parallel twin `width` away: three slivers, crossing each other
+    N = np.concatenate([N, N])
+    o = np.concatenate([o, o + width])
+    part = partition((N, o), BOX, tol=0)
+    assert part.n_regions == _exact_line_count(N, o, BOX)
+    bits = part.codes.unpack().astype(np.int64)
+    assert len({tuple(r) for r in bits}) == part.n_regions
+    ham = (bits[:, None, :] != bits[None, :, :]).sum(-1)
+    expected = {(i, j) for i, j in zip(*np.nonzero(np.triu(ham == 1)))}
+    assert {tuple(map(int, e)) for e in part.edge_index} == expected
+    assert np.all(part.areas > 0)
+    # each edge lies on the hyperplane where the two codes differ
+    diff = np.argmax(bits[part.edge_index[:, 0]] != bits[part.edge_index[:, 1]], axis=1)
+    np.testing.assert_array_equal(part.edge_unit, diff)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="^normals: expected finite"):
+        partition((np.array([[np.nan, 1.0]]), np.array([0.0])), BOX)
+    with pytest.raises(ValueError, match="^offsets: expected finite"):
+        partition((np.array([[1.0, 1.0]]), np.array([np.inf])), BOX)
+    for b in [(-1e300, 1e300, -1e300, 1e300), (-1e308, 1e308, -1.0, 1.0), (-1e-300, 1e-300, -1e-300, 1e-300),
+              (-1e308, 1e308)]:
+        with pytest.raises(ValueError, match="^bounds: "):
+            partition((np.eye(len(b) // 2), np.zeros(len(b) // 2)), b)
+    # an interval of length 2e300 is fine in 1-D
+    np.testing.assert_array_equal(partition((np.eye(1), np.zeros(1)), (-1e300, 1e300)).areas, [1e300, 1e300])

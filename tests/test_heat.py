@@ -141,3 +141,30 @@ def test_compare_errors(make_bits):
         vqgeom.compare([c, c], names=["a"])
     with pytest.raises(ValueError, match="block_rows"):
         vqgeom.compare([c], block_rows=0)
+
+
+# heat_matmat sums N products per entry in row blocks, the reference in one matmul: ~N * eps
+# relative to the largest entry; 1e-12 covers N <= 1000 with margin.
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("weights", [None, [2, 1], [0.5, 1.75]])
+def test_heat_matmat_matches_reference(make_bits, squared, weights):
+    sizes = [40, 7]
+    bits = make_bits(3, 301, sizes)
+    codes = Codes.from_bits(bits, sizes)
+    H = reference.heat_kernel(reference.hamming(bits, bits, sizes, None if weights is None else np.asarray(weights, float)),
+                              50.0, squared)
+    V = np.random.default_rng(11).standard_normal((301, 4))
+    for v in (V, V[:, 1]):  # mat-mat and mat-vec
+        got = vqgeom.heat_matmat(codes, v, 50.0, weights=weights, squared=squared, block_rows=64)
+        assert got.shape == v.shape and got.dtype == np.float64
+        np.testing.assert_allclose(got, H @ v, rtol=0, atol=1e-12 * np.abs(H @ v).max())
+
+
+def test_heat_matmat_errors(make_bits):
+    codes = Codes.from_bits(make_bits(4, 10, [5]), [5])
+    with pytest.raises(ValueError, match="V"):
+        vqgeom.heat_matmat(codes, np.ones(9), 1.0)
+    with pytest.raises(ValueError, match="sigma2"):
+        vqgeom.heat_matmat(codes, np.ones(10), 0.0)
+    with pytest.raises(TypeError, match="codes"):
+        vqgeom.heat_matmat(np.ones((10, 1)), np.ones(10), 1.0)

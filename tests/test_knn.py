@@ -87,3 +87,35 @@ def test_knn_errors(make_bits):
         vqgeom.knn(codes, k=1, block_rows=0)
     with pytest.raises(ValueError, match="weights"):
         vqgeom.knn(codes, k=1, weights=[0])
+
+
+@pytest.mark.parametrize("budget", [1, 700, 5000])
+def test_streamed_blocks_match_reference(make_bits, monkeypatch, budget):
+    """Tiny block budgets force one-row blocks and column chunks of k + 2: the running top-k
+    merge across chunks (ties to the smaller index) must equal the dense reference."""
+    from vqgeom import neighbors
+
+    monkeypatch.setattr(neighbors, "_BLOCK_BYTES", budget)
+    for sizes, w in (([2], None), ([3, 1], [2, 5]), ([33, 7], [0.5, 1.5])):
+        bx, by = make_bits(budget, 23, sizes), make_bits(budget + 1, 31, sizes)
+        cx, cy = Codes.from_bits(bx, sizes), Codes.from_bits(by, sizes)
+        for k in (1, 4, 31):
+            d, i = vqgeom.knn(cx, cy, k, weights=w)
+            rd, ri = reference.knn(reference.hamming(bx, by, sizes, w), k)
+            np.testing.assert_array_equal(i, ri)
+            np.testing.assert_array_equal(d, rd)
+        D = reference.hamming(bx, bx, sizes, w).astype(np.float64)
+        np.fill_diagonal(D, np.inf)
+        for k in (1, 5, 22):
+            d, i = vqgeom.knn(cx, k=k, weights=w)
+            rd, ri = reference.knn(D, k)
+            np.testing.assert_array_equal(i, ri)
+            np.testing.assert_array_equal(d, rd)
+
+
+def test_smallest_ties_go_to_the_smaller_position():
+    from vqgeom.neighbors import smallest
+
+    D = np.array([[3, 1, 1, 0, 1, 1], [0, 0, 0, 0, 0, 0]], dtype=np.uint8)
+    np.testing.assert_array_equal(smallest(D, 3), [[1, 2, 3], [0, 1, 2]])
+    np.testing.assert_array_equal(smallest(D, 6), np.broadcast_to(np.arange(6), (2, 6)))

@@ -339,3 +339,26 @@ def test_torch_code_of_the_cuda_histogram_on_the_cpu(monkeypatch):
         np.testing.assert_array_equal(got.joint[k], want.joint[k])
     for k in want.row_products:
         np.testing.assert_array_equal(got.row_products[k], want.row_products[k])
+
+
+def test_torch_codes_give_the_numpy_results():
+    import torch
+
+    nets = related_bits(18, "torchcodes")
+    codes = [Codes.from_bits(b, s) for b, s in nets]
+    tcodes = [Codes.from_bits(torch.from_numpy(b), s) for b, s in nets]
+    assert tcodes[0].array_type == "torch"
+    for method in ("histogram", "direct"):
+        want = vqgeom.compare(codes, sigma2s="per_network", measure="all", method=method)
+        got = vqgeom.compare(tcodes, sigma2s="per_network", measure="all", method=method)
+        np.testing.assert_array_equal(got.bandwidths, want.bandwidths)
+        for k in ALL:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-14, atol=1e-14)  # same sums, same order
+
+
+def test_histogram_route_refuses_huge_distance_ranges():
+    c = Codes.from_bits(np.random.default_rng(seed("huge")).random((9, 6)) < 0.5, [3, 3])
+    # integer weights, distances up to 3 * 2**40: a histogram would not fit; auto goes direct
+    assert vqgeom.compare([c, c], weights=[2**40, 1]).route == "direct"
+    with pytest.raises(ValueError, match="method='direct'"):
+        vqgeom.compare([c, c], weights=[2**40, 1], method="histogram")

@@ -189,6 +189,12 @@ def _hyperplanes(normals: Any, offsets: Any) -> NetSpec:
     normals = np.asarray(normals, dtype=np.float64)
     if normals.ndim != 2:
         raise ValueError(f"normals: expected a 2-D (H, D) array, got shape {normals.shape}")
+    # Each array answers for its own values (the shared check below names one argument).
+    for name, arr in (("normals", normals), ("offsets", np.asarray(offsets, dtype=np.float64))):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"{name}: expected finite values, got {arr[bad][0]} at index "
+                             f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
     A, b = _check_matrix(normals, offsets, "offsets", None)
     zero = np.flatnonzero(~A.any(axis=1))
     if zero.size:

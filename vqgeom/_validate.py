@@ -12,11 +12,23 @@ import numpy as np
 
 from ._arrays import array_module, describe
 
-__all__ = ["check_finite_nonempty", "make_weights", "Weights", "result_dtype", "check_positive_scalar", "check_int", "check_sigma2s"]
+__all__ = ["check_finite_nonempty", "reject_codes", "make_weights", "Weights", "result_dtype", "check_positive_scalar", "check_int", "check_sigma2s"]
+
+
+def reject_codes(X: Any, name: str) -> None:
+    """A :class:`~vqgeom.Codes` where an array is expected: a ``TypeError`` at once."""
+    from .codes import Codes
+
+    if isinstance(X, Codes):
+        raise TypeError(
+            f"{name}: expected an array, got Codes; pass Codes to the functions that take codes "
+            "(pairwise_distances, knn, mds, heat_embedding, compare), or codes.unpack() for the bits"
+        )
 
 
 def check_finite_nonempty(X: Any, name: str = "X") -> None:
     """``X`` must have at least one row and no NaN or inf."""
+    reject_codes(X, name)
     xp = array_module(X)
     shape = tuple(X.shape)
     if len(shape) == 0:

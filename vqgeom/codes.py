@@ -26,7 +26,8 @@ the same layout and are tested against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+import os
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -168,7 +169,7 @@ class Codes:
     groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        sizes = tuple(int(b) for b in self.layer_sizes)
+        sizes = _int_tuple(self.layer_sizes, "layer_sizes")
         object.__setattr__(self, "layer_sizes", sizes)
         if any(b < 0 for b in sizes):
             raise ValueError(f"layer_sizes: expected non-negative unit counts, got {sizes}")
@@ -176,7 +177,7 @@ class Codes:
         if len(names) != len(sizes):
             raise ValueError(f"layer_names: expected {len(sizes)} names, got {len(names)}")
         object.__setattr__(self, "layer_names", names)
-        groups = tuple(int(g) for g in self.groups) or (1,) * len(sizes)
+        groups = _int_tuple(self.groups, "groups") or (1,) * len(sizes)
         if len(groups) != len(sizes):
             raise ValueError(f"groups: expected {len(sizes)} group widths (one per layer), got {len(groups)}")
         for l, (g, b) in enumerate(zip(groups, sizes)):
@@ -186,6 +187,11 @@ class Codes:
                     f"groups[{l}]={g} for layer_sizes[{l}]={b}"
                 )
         object.__setattr__(self, "groups", groups)
+        if not hasattr(self.words, "shape") or not hasattr(self.words, "dtype"):
+            raise TypeError(
+                f"words: expected a 2-D array of 32-bit words (numpy uint32, torch int32, cupy uint32), got "
+                f"{type(self.words).__name__}; build codes from booleans with Codes.from_bits"
+            )
         shape = tuple(self.words.shape)
         if len(shape) != 2 or shape[1] != layer_word_offsets(sizes)[-1]:
             raise ValueError(
@@ -199,6 +205,8 @@ class Codes:
             from ._dask import normalize_words
 
             object.__setattr__(self, "words", normalize_words(self.words))
+        else:
+            _check_padding(self.words, sizes)  # dask blocks are checked where they are computed
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -289,26 +297,73 @@ class Codes:
 
     def to(self, like: Any) -> "Codes":
         """The same codes with words of ``like``'s array type and device (``'numpy'`` for host)."""
+        if isinstance(like, str) and like != "numpy":
+            raise ValueError(f"like: expected 'numpy' or an array of the target type and device, got {like!r}")
         if isinstance(like, str) and like == "numpy":
             return Codes(self.words_numpy(), self.layer_sizes, self.layer_names, self.groups)
         return Codes(_like(self.words_numpy(), like), self.layer_sizes, self.layer_names, self.groups)
 
     # -- slicing ----------------------------------------------------------------------
     def __getitem__(self, rows: Any) -> "Codes":
-        """Rows by integer, slice, index array or boolean mask; always keeps 2-D words."""
+        """Rows by integer, slice, index array or boolean mask; always keeps 2-D words.
+
+        ``codes[i]`` is the one-row Codes of row ``i`` (negative ``i`` counts from the end);
+        an integer out of range raises ``IndexError``, which also ends iteration.
+        """
+        if isinstance(rows, tuple):
+            raise IndexError(
+                f"rows: Codes are indexed by rows only (an int, slice, index array or mask), got a tuple {rows!r}; "
+                "select layers with codes.layers(...)"
+            )
+        if isinstance(rows, (bool, np.bool_, float, np.floating, str, bytes)):
+            raise TypeError(f"rows: expected a row index, slice, index array or mask, got {type(rows).__name__} {rows!r}")
         if isinstance(rows, (int, np.integer)):
-            rows = slice(int(rows), int(rows) + 1 if int(rows) != -1 else None)
-        return Codes(self.words[rows], self.layer_sizes, self.layer_names, self.groups)
+            i, n = int(rows), self.n
+            if not -n <= i < n:
+                raise IndexError(f"rows: index {i} is out of range for Codes of {n} rows")
+            i %= n
+            rows = slice(i, i + 1)
+        try:
+            words = self.words[rows]
+        except IndexError as exc:
+            raise IndexError(f"rows: {exc} (Codes of {self.n} rows)") from exc
+        if len(getattr(words, "shape", ())) != 2:
+            raise IndexError(f"rows: expected an index that keeps the rows 2-D, got {rows!r}")
+        return Codes(words, self.layer_sizes, self.layer_names, self.groups)
+
+    def __iter__(self) -> Iterator["Codes"]:
+        """The rows one at a time, each a one-row Codes."""
+        for i in range(self.n):
+            yield self[i]
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError(
+            "Codes is not an array: pass Codes to vqgeom's functions that take codes, codes.words for the packed "
+            "words or codes.unpack() for the bits"
+        )
 
     def layers(self, which: int | slice | Sequence[int]) -> "Codes":
         """A sub-code made of the selected layers (in the given order)."""
         idx = list(range(self.n_layers))
-        if isinstance(which, (int, np.integer)):
-            sel = [idx[int(which)]]
-        elif isinstance(which, slice):
+
+        def one(i: Any) -> int:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                raise TypeError(f"which: expected layer indices (int), got {type(i).__name__} {i!r}")
+            if not -self.n_layers <= int(i) < self.n_layers:
+                raise IndexError(f"which: layer {int(i)} is out of range for Codes of {self.n_layers} layers")
+            return idx[int(i)]
+
+        if isinstance(which, slice):
             sel = idx[which]
+        elif isinstance(which, (int, np.integer, bool, np.bool_)):
+            sel = [one(which)]
         else:
-            sel = [idx[int(i)] for i in which]
+            try:
+                sel = [one(i) for i in which]
+            except TypeError as exc:
+                if "which:" in str(exc):
+                    raise
+                raise TypeError(f"which: expected a layer index, slice or sequence of them, got {which!r}") from None
         offs = self.word_offsets
         cols = [c for l in sel for c in range(offs[l], offs[l + 1])]
         xp = self.array_type
@@ -374,15 +429,63 @@ class Codes:
 
     @classmethod
     def load(cls, path: str) -> "Codes":
-        """Load codes written by :meth:`save` (as numpy words; use :meth:`to` to move them)."""
-        with np.load(path, allow_pickle=False) as f:
-            missing = {"words", "layer_sizes"} - set(f.files)
-            if missing:
-                raise ValueError(f"path: {path!r} is not a vqgeom Codes file (missing {sorted(missing)})")
-            names = tuple(str(s) for s in f["layer_names"]) if "layer_names" in f.files else ()
-            # Files of format 1 have no groups: every layer is plain bits.
-            groups = tuple(int(g) for g in f["groups"]) if "groups" in f.files else ()
-            return cls(f["words"].astype(np.uint32), tuple(int(b) for b in f["layer_sizes"]), names, groups)
+        """Load codes written by :meth:`save` (as numpy words; use :meth:`to` to move them).
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            Naming ``path`` and what is wrong, for anything but a Codes file: not an
+            ``.npz`` archive (empty, truncated, garbage, a ``.npy`` array), missing entries,
+            words that are not integers in ``[0, 2**32)``, layer sizes or groups that are
+            not non-negative integers, or a layout the words do not match. Nothing is cast
+            silently and pickled objects are never loaded.
+        """
+        import zipfile
+
+        what = f"path: {os.fspath(path)!r}"
+        try:
+            f = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+            raise ValueError(f"{what} is not a vqgeom Codes file (.npz from Codes.save): {type(exc).__name__}: {exc}") from None
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError(f"{what} is not a vqgeom Codes file: it holds a single .npy array, not an .npz archive from Codes.save")
+        with f:
+            try:
+                missing = {"words", "layer_sizes"} - set(f.files)
+                if missing:
+                    raise ValueError(f"{what} is not a vqgeom Codes file (missing {sorted(missing)})")
+                words = f["words"]
+                sizes = f["layer_sizes"]
+                names = f["layer_names"] if "layer_names" in f.files else None
+                # Files of format 1 have no groups: every layer is plain bits.
+                groups = f["groups"] if "groups" in f.files else None
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                if str(exc).startswith(what):
+                    raise
+                raise ValueError(f"{what} is a damaged Codes file: {type(exc).__name__}: {exc}") from None
+        if words.ndim != 2 or words.dtype.kind not in "iu":
+            raise ValueError(f"{what}: expected words as a 2-D integer array, got dtype {words.dtype} shape {words.shape}")
+        if words.size and (int(words.min()) < 0 or int(words.max()) > 2**32 - 1):
+            raise ValueError(f"{what}: expected 32-bit words in [0, 2**32), got values in [{words.min()}, {words.max()}]")
+        for key, arr in (("layer_sizes", sizes), ("groups", groups)):
+            if arr is not None and (arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu")):
+                raise ValueError(f"{what}: expected {key} as a 1-D integer array, got dtype {arr.dtype} shape {arr.shape}")
+        if names is not None and (names.ndim != 1 or names.dtype.kind not in "U"):
+            raise ValueError(f"{what}: expected layer_names as a 1-D string array, got dtype {names.dtype}")
+        try:
+            return cls(
+                words.astype(np.uint32),
+                tuple(int(b) for b in sizes),
+                () if names is None else tuple(str(s) for s in names),
+                () if groups is None else tuple(int(g) for g in groups),
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{what} holds an invalid Codes layout: {exc}") from None
+
 
     def to_zarr(self, store: Any, *, chunk_rows: int | None = None, overwrite: bool = False) -> None:
         """Write the codes to a Zarr group, for codes that do not fit in memory.
@@ -416,6 +519,56 @@ class Codes:
         from ._dask import from_zarr
 
         return from_zarr(store, chunks=chunks)
+
+
+def _int_tuple(values: Any, name: str) -> tuple[int, ...]:
+    """Integers (Python or numpy, not bool) as a tuple, or raise naming ``name``."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence of integers, got {type(values).__name__} {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: expected integers, got {type(v).__name__} {v!r} in {tuple(values)!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def _check_padding(words: Any, sizes: Sequence[int]) -> None:
+    """Raise unless every padding bit (above the last unit of each layer's last word) is zero."""
+    xp = array_module(words)
+    if xp not in ("numpy", "torch", "cupy") or (xp == "numpy" and not isinstance(words, np.ndarray)):
+        return  # not materialised here (a lazy array): nothing to read without computing it
+    if xp == "torch" and words.device.type == "meta":
+        return
+    offs = layer_word_offsets(sizes)
+    cols, masks = [], []
+    for l, b in enumerate(sizes):
+        if b % 32:
+            cols.append(offs[l + 1] - 1)
+            masks.append((0xFFFFFFFF << (b % 32)) & 0xFFFFFFFF)
+    if not cols or words.shape[0] == 0:
+        return
+    if xp == "torch":
+        import torch
+
+        m = torch.tensor(np.asarray(masks, dtype=np.uint32).view(np.int32), device=words.device)
+        bad = (words[:, cols] & m) != 0
+        if not bool(bad.any()):
+            return
+        row, c = (int(v) for v in torch.nonzero(bad)[0])
+    else:
+        mod = np
+        if xp == "cupy":
+            import cupy as mod
+        bad = (words[:, cols] & mod.asarray(masks, dtype=np.uint32)) != 0
+        if not bool(bad.any()):
+            return
+        row, c = (int(v) for v in mod.argwhere(bad)[0])
+    layer = [l for l, b in enumerate(sizes) if b % 32][c]
+    raise ValueError(
+        f"words: padding bits must be zero (the Codes layout), got bits set above unit {sizes[layer]} of layer "
+        f"{layer} in row {row}; build codes with Codes.from_bits or vqgeom.codes.pack_bits"
+    )
 
 
 def _like(words: np.ndarray, like: Any) -> Any:

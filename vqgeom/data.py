@@ -14,6 +14,7 @@ keeps it offline.
 from __future__ import annotations
 
 import gzip
+import math
 import hashlib
 import os
 import shutil
@@ -298,7 +299,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < header:
         raise ValueError(f"path: {path} is truncated: expected a {header}-byte header for {ndim} dimensions, got {len(raw)} bytes")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: absurd headers cannot overflow
     found = len(raw) - header
     if found != expected:
         what = "truncated" if found < expected else "too long"
@@ -433,6 +434,15 @@ def load_mnist(
             f"folder: images of shape {images.shape} and labels of shape {labels.shape} do not match "
             "(expected (N, rows, cols) and (N,))"
         )
+    paths = [folder / name for name, _ in MNIST_FILES[split]]
+    for arr, p, lo, hi in ((images, paths[0], 0, 255), (labels, paths[1], 0, 9)):
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"folder: {p} holds {arr.dtype} values; MNIST images and labels are integers")
+        if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+            raise ValueError(
+                f"folder: {p} holds values in [{arr.min()}, {arr.max()}], expected [{lo}, {hi}] "
+                f"(not an MNIST file; nothing is cast silently)"
+            )
     return images.astype(np.uint8, copy=False), labels.astype(np.int64)
 
 

@@ -37,8 +37,9 @@ class MDSResult:
         The eigenvalues of ``B`` themselves (non-positive for a VQ-Kernel).
     eigenvectors : array (N, k)
         Unit eigenvectors; each column's sign is fixed so that its largest-magnitude
-        entry is positive. From codes, a column beyond the rank of the centred codes
-        (eigenvalue 0, any vector of the null space would do) is returned as zeros.
+        entry is positive. A column whose eigenvalue is zero up to rounding (beyond the
+        rank of ``B``: any vector of the null space would do) is returned as zeros, and
+        its eigenvalue as exactly 0, on both routes.
     embedding : array (N, k)
         Classical MDS coordinates, ``eigenvectors * sqrt(max(-raw_eigenvalues / 2, 0))``.
     """
@@ -75,6 +76,11 @@ def mds(K_or_codes: Any, n_components: int = 3, *, weights: Any = None) -> MDSRe
     -------
     MDSResult
         Arrays in the input's array type (codes: their words' type).
+
+    Notes
+    -----
+    Memory: from codes, the centred float64 codes ``N x B`` (8 N B bytes) and the ``B x B``
+    Gram matrix; from a matrix, a float64 copy of ``K`` and its centred form.
     """
     k = check_int(n_components, "n_components")
     if isinstance(K_or_codes, Codes):
@@ -117,7 +123,19 @@ def _from_codes(codes: Codes, k: int, weights: Any) -> tuple[np.ndarray, np.ndar
     U = S @ V
     norms = np.linalg.norm(U, axis=0)
     U = np.divide(U, norms, out=np.zeros_like(U), where=norms > 0)
-    return -0.5 * ev, _fix_signs(U)
+    vals, U = _null_columns(-0.5 * ev, U, max(n, b))
+    return vals, _fix_signs(U)
+
+
+def _null_columns(vals: np.ndarray, vecs: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues at rounding level (``|lambda| <= size * eps * max |lambda|``, the error
+    bound of a symmetric eigensolver on a ``size x size`` matrix) are zero, and their
+    eigenvectors, which rounding alone picks, are returned as zero columns."""
+    top = float(np.abs(vals).max(initial=0.0))
+    null = np.abs(vals) <= size * np.finfo(np.float64).eps * top
+    vals = np.where(null, 0.0, vals)
+    vecs = np.where(null[None, :], 0.0, vecs)
+    return vals, vecs
 
 
 def _from_matrix(K: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,4 +163,5 @@ def _from_matrix(K: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
 
         vals, vecs = eigsh(Bm, k=k, which="LM")
     order = np.argsort(-np.abs(vals), kind="stable")[:k]
-    return vals[order], _fix_signs(vecs[:, order])
+    vals, vecs = _null_columns(vals[order], vecs[:, order], n)
+    return vals, _fix_signs(vecs)

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ._arrays import array_module, describe, to_numpy
 from ._trace import EncodingError, Tracer
-from ._validate import check_finite_nonempty, check_int
+from ._validate import check_finite_nonempty, check_int, reject_codes
 from .codes import Codes, pack_bits
 
 __all__ = ["encode", "Hyperplanes", "EncodingError"]
@@ -53,7 +53,7 @@ class Hyperplanes:
             raise ValueError(f"offsets: expected shape ({n.shape[0]},) to match normals (H, D)={n.shape}, got {o.shape}")
         if not (np.isfinite(n).all() and np.isfinite(o).all()):
             raise ValueError("normals/offsets: expected finite values, got NaN or inf")
-        zero = np.flatnonzero(np.linalg.norm(n.astype(np.float64), axis=1) == 0)
+        zero = np.flatnonzero(~n.astype(np.float64).any(axis=1))  # not the norm: it underflows for 1e-300
         if zero.size:
             raise ValueError(
                 f"normals: expected nonzero normal vectors (a zero normal is no hyperplane), "
@@ -261,6 +261,7 @@ def encode(
     """
     from ._backend import resolve_backend
 
+    reject_codes(X, "X")
     if array_module(X) == "dask":  # one task per row block on the workers (vqgeom._dask)
         from . import _dask
 
@@ -277,8 +278,11 @@ def encode(
             f"{tuple(X.shape)}; pass X[None] for one input or X[:, None] for N scalar inputs"
         )
     name = resolve_backend(backend, X)
-    if not (isinstance(model, nn.Module) and name == "cpu"):
-        _check_finite(X)  # the tracer path finds non-finite inputs at their first unit instead
+    fused_layers = _triton_mlp(name, model, X)
+    if fused_layers is None and not (isinstance(model, nn.Module) and name == "cpu"):
+        # The tracer path finds non-finite inputs at their first unit instead, and the
+        # fused Triton encoder counts them inside its kernel: neither reads X twice.
+        _check_finite(X)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if isinstance(model, Hyperplanes):
@@ -286,13 +290,23 @@ def encode(
     if name == "numpy":
         return _encode_reference(model, X)
     net = _as_module(model)
-    if name == "triton":
+    if fused_layers is not None:
         from .kernels.triton import encode as tenc
 
-        layers = tenc.mlp_layers(net)
-        if layers is not None and array_module(X) == "torch":
-            return Codes(tenc.encode_mlp(layers, X), *tenc.layer_info(layers))
+        return Codes(tenc.encode_mlp(fused_layers, X, check_finite=True), *tenc.layer_info(fused_layers))
     return _encode_module(net, X, batch_size, allow_non_cpa, progress)
+
+
+def _triton_mlp(name: str, model: Any, X: Any) -> Any:
+    """The layers for the fused Triton encoder when it takes this call (torch input with
+    rows, a plain MLP), else None."""
+    if name != "triton" or isinstance(model, Hyperplanes) or array_module(X) != "torch":
+        return None
+    if X.ndim < 2 or X.shape[0] == 0 or not X.is_floating_point() or X.device.type == "meta":
+        return None
+    from .kernels.triton import encode as tenc
+
+    return tenc.mlp_layers(_as_module(model))
 
 
 def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa: bool, progress: bool | None) -> Codes:

@@ -32,6 +32,16 @@ def heat_kernel(K: Any, sigma2: float, *, squared: bool = False) -> Any:
     Returns
     -------
     array (N, M), float64 (float32 for float32 input), in ``K``'s array type and device.
+        Memory: the result (and a float64 copy of an integer ``K``). For the heat kernel
+        of codes without an N x N matrix, see :func:`compare` and
+        :func:`vqgeom.heat_embedding`.
+
+    Raises
+    ------
+    TypeError
+        ``K`` is Codes, complex or not numeric.
+    ValueError
+        ``K`` holds NaN or inf; ``sigma2`` is not positive and finite.
     """
     s = check_positive_scalar(sigma2, "sigma2")
     Kf = _real_matrix(K, "K")

@@ -393,11 +393,34 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[MLP, dict[str, Any]]:
         Rebuilt with the saved architecture and weights, in eval mode.
     meta : dict
         The ``meta`` passed to :func:`save_checkpoint`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Naming ``path`` and what is wrong: not a torch file (empty, truncated, garbage),
+        not a vqgeom checkpoint, an architecture :func:`mlp` refuses, or weights that do
+        not fit it. Only plain tensors and containers are unpickled (``weights_only``).
     """
-    blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    what = f"path: {os.fspath(path)!r}"
+    if not os.path.isfile(os.fspath(path)):
+        raise FileNotFoundError(f"{what}: no checkpoint file there")
+    try:
+        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
+        raise ValueError(f"{what} is not a readable vqgeom checkpoint: {type(exc).__name__}: {exc}") from None
     if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
-        raise ValueError(f"path: {path} is not a vqgeom checkpoint (expected keys 'config' and 'state_dict')")
-    model = mlp(**blob["config"], seed=0)  # seed: leave the global RNG alone; weights are overwritten
-    model.load_state_dict(blob["state_dict"])
+        raise ValueError(f"{what} is not a vqgeom checkpoint (expected keys 'config' and 'state_dict')")
+    if not isinstance(blob["config"], dict) or not isinstance(blob["state_dict"], dict):
+        raise ValueError(f"{what}: expected 'config' and 'state_dict' to be dicts")
+    meta = blob.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{what}: expected 'meta' to be a dict, got {type(meta).__name__}")
+    try:
+        model = mlp(**blob["config"], seed=0)  # seed: leave the global RNG alone; weights are overwritten
+        model.load_state_dict(blob["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise ValueError(f"{what} holds an invalid checkpoint: {type(exc).__name__}: {exc}") from None
     model.eval()
-    return model, dict(blob.get("meta", {}))
+    return model, dict(meta)

@@ -135,19 +135,20 @@ def _knn_blocks(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool, name
     for r in range(0, n, rows):
         q = codes_x[r : r + rows]
         R = q.n
-        best_d = np.empty((R, 0), dtype=out_d.dtype)
-        best_i = np.empty((R, 0), dtype=np.int64)
-        for c in range(0, m, cols):
-            D = to_numpy(_distances(q, ref[c : c + cols], wt, name))
-            cand = np.concatenate([best_d, D], axis=1)
-            pos = smallest(cand, kk)
-            nb = best_d.shape[1]
-            if nb:
-                best_i = np.where(pos < nb, np.take_along_axis(best_i, np.minimum(pos, nb - 1), axis=1), c + pos - nb)
+        best_d = best_i = None
+        # A narrow first chunk seeds each row's best cheaply; later chunks only pass the few
+        # entries below the current worst to the selection.
+        first = min(m, cols, max(kk + 1, 32 * kk))
+        for c0, c1 in [(0, first)] + [(c, min(c + cols, m)) for c in range(first, m, cols)]:
+            D = to_numpy(_distances(q, ref[c0:c1], wt, name))
+            if best_d is None:  # the first chunk has at least kk columns
+                pos = smallest(D, kk)
+                best_d, best_i = np.take_along_axis(D, pos, axis=1), c0 + pos
             else:
-                best_i = c + pos
-            best_d = np.take_along_axis(cand, pos, axis=1)
-        order = np.argsort(best_d, axis=1, kind="stable")  # positions ascend with index: ties keep index order
+                best_d, best_i = _merge(best_d, best_i, D, c0, kk)
+        # Positions ascend with the index at every step (old best first, then the new chunk's
+        # columns), so the stable sort keeps ties in index order.
+        order = np.argsort(best_d, axis=1, kind="stable")
         best_d = np.take_along_axis(best_d, order, axis=1)
         best_i = np.take_along_axis(best_i, order, axis=1)
         if exclude_self:
@@ -155,6 +156,31 @@ def _knn_blocks(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool, name
         out_d[r : r + R] = best_d
         out_i[r : r + R] = best_i
     return like_input(out_d, codes_x.words), like_input(out_i, codes_x.words)
+
+
+def _merge(best_d: np.ndarray, best_i: np.ndarray, D: np.ndarray, c0: int, kk: int):
+    """Each row's ``kk`` best of its current best and a new chunk ``D`` of columns ``c0...``.
+
+    Only entries strictly below a row's current worst can enter (an equal one has a larger
+    index, and ties go to the smaller): they are few after the first chunks, so they are
+    gathered into a small padded matrix (padding sorts after every real entry) and the
+    selection runs on that instead of the whole chunk.
+    """
+    R = D.shape[0]
+    worst = best_d.max(axis=1)
+    r, col = np.nonzero(D < worst[:, None])
+    if r.size == 0:
+        return best_d, best_i
+    counts = np.bincount(r, minlength=R)
+    slot = np.arange(r.size) - (np.cumsum(counts) - counts)[r]
+    top = np.inf if D.dtype.kind == "f" else np.iinfo(D.dtype).max
+    new_d = np.full((R, int(counts.max())), top, dtype=D.dtype)
+    new_i = np.zeros((R, new_d.shape[1]), dtype=np.int64)
+    new_d[r, slot] = D[r, col]
+    new_i[r, slot] = c0 + col
+    cand_d = np.concatenate([best_d, new_d], axis=1)
+    pos = smallest(cand_d, kk)
+    return np.take_along_axis(cand_d, pos, axis=1), np.take_along_axis(np.concatenate([best_i, new_i], axis=1), pos, axis=1)
 
 
 def _drop_self(d: np.ndarray, i: np.ndarray, self_idx: np.ndarray, k: int):

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import to_numpy
+
 __all__ = ["VQDistances"]
 
 
@@ -77,7 +79,7 @@ def _build() -> type:
             return vqgeom.encode(self.model, X, batch_size=self.batch_size)
 
         def _finish(self, D: Any) -> np.ndarray:
-            D = np.asarray(D, dtype=np.float64)  # sklearn estimators want floats; integer distances stay exact
+            D = to_numpy(D).astype(np.float64)  # sklearn estimators want floats; integer distances stay exact
             if self.sigma2 is None:
                 return D
             return np.asarray(vqgeom.heat_kernel(D, self.sigma2, squared=self.squared))
@@ -103,7 +105,12 @@ def _build() -> type:
             if np.ndim(X) >= 2 and np.shape(X)[1] != self.n_features_in_:
                 raise ValueError(f"X: expected {self.n_features_in_} features like the fitted sample, got {np.shape(X)[1]}")
             codes = self._encode(X)
-            return self._finish(vqgeom.pairwise_distances(codes, self.codes_, weights=self.weights, backend=self.backend))
+            fitted = self.codes_
+            if codes.array_type != fitted.array_type or _device(codes) != _device(fitted):
+                # X of another array type or device than the fitted sample: compare where the
+                # fitted codes live (the result is a numpy array either way).
+                codes = codes.to("numpy") if fitted.array_type == "numpy" else codes.to(fitted.words)
+            return self._finish(vqgeom.pairwise_distances(codes, fitted, weights=self.weights, backend=self.backend))
 
         def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
             """``fit(X)`` then the ``(n_fit, n_fit)`` VQ-Kernel of ``X`` (encoded once)."""
@@ -113,6 +120,12 @@ def _build() -> type:
     VQDistances.__module__ = __name__
     VQDistances.__qualname__ = "VQDistances"  # pickles as vqgeom.sklearn.VQDistances
     return VQDistances
+
+
+def _device(codes: Any) -> str:
+    from .distances import _device as device
+
+    return device(codes)
 
 
 def __getattr__(name: str) -> Any:
