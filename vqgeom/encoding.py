@@ -16,12 +16,11 @@ bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits. A max 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ._arrays import array_module, describe, to_numpy
 from ._trace import EncodingError, Tracer
