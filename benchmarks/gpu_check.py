@@ -62,15 +62,60 @@ def bench(fn, reps: int = 10, warmup: int = 2) -> float:
     return float(np.median(times))
 
 
-def row(bench_name, variant, n, b, ms, floor_ms=None, floor_kind="", peer=None, peer_ms=None, note=""):
+# Datasheet figures per GPU (leads, not measurements): HBM bandwidth (B/s), dense int8
+# tensor-core rate (ops/s), boost clock (Hz), and the special-function (exp2) and
+# int-to-float conversion rates per clock per multiprocessor (16 each from sm_80 on, per
+# the CUDA C Programming Guide's arithmetic-instruction throughput table).
+SPECS = {
+    "H200": dict(hbm=4.8e12, int8=1979e12, clock=1.98e9, sfu=16, cvt=16),
+    "H100": dict(hbm=3.35e12, int8=1979e12, clock=1.98e9, sfu=16, cvt=16),
+    "A100": dict(hbm=2.0e12, int8=624e12, clock=1.41e9, sfu=16, cvt=16),
+    "L4": dict(hbm=0.3e12, int8=242e12, clock=2.04e9, sfu=16, cvt=16),
+    "T4": dict(hbm=0.32e12, int8=130e12, clock=1.59e9, sfu=16, cvt=16),
+}
+
+
+def spec() -> dict | None:
+    """The datasheet entry of this GPU (matched by name), or None."""
+    name = META.get("device", "")
+    for key, val in SPECS.items():
+        if key in name:
+            return dict(val, sms=META.get("sms", 0))
+    return None
+
+
+def unit_floor_ms(pairs: float, per_pair_sfu: float, per_pair_cvt: float, sp: dict | None) -> float | None:
+    """Time the exp2 and int-to-float conversions alone need at the datasheet rate
+    (summed: both use the same per-multiprocessor budget of 16 per clock)."""
+    if not sp or not sp.get("sms"):
+        return None
+    per_s = sp["sms"] * sp["clock"]
+    return (pairs * per_pair_sfu / (sp["sfu"] * per_s) + pairs * per_pair_cvt / (sp["cvt"] * per_s)) * 1e3
+
+
+def padded_k(sizes, per_layer: bool = False, seg=None) -> int:
+    """Columns of the +-1 int8 codes the kernels really multiply (segments padded)."""
+    from vqgeom.kernels.triton import int8
+
+    words = torch.zeros((1, sum((b + 31) // 32 for b in sizes)), dtype=torch.int32, device=DEV)
+    return int8.pm1_codes(words, sizes, per_layer, seg=seg).koff[-1]
+
+
+def row(bench_name, variant, n, b, ms, floor_ms=None, floor_kind="", peer=None, peer_ms=None, note="",
+        spec_ms=None, spec_kind=""):
+    """One result; ``floor_ms`` from measured ceilings, ``spec_ms`` from the datasheet:
+    both ratios are printed and stored."""
     r = dict(benchmark=bench_name, variant=variant, N=n, B=b, time_ms=round(ms, 4),
              floor_ms=None if floor_ms is None else round(floor_ms, 4), floor_kind=floor_kind,
-             x_floor=None if not floor_ms else round(ms / floor_ms, 3), peer=peer or "",
+             x_floor=None if not floor_ms else round(ms / floor_ms, 3),
+             spec_floor_ms=None if spec_ms is None else round(spec_ms, 4), spec_kind=spec_kind,
+             x_spec=None if not spec_ms else round(ms / spec_ms, 3), peer=peer or "",
              peer_ms=None if peer_ms is None else round(peer_ms, 4),
              speedup_vs_peer=None if not peer_ms else round(peer_ms / ms, 2), note=note)
     ROWS.append(r)
     log(f"{bench_name:<22} {variant:<28} N={n:<8} B={b:<5} {ms:10.3f} ms"
         + (f"  floor {floor_ms:.3f} ms ({floor_kind}) x{ms / floor_ms:.2f}" if floor_ms else "")
+        + (f"  spec {spec_ms:.3f} ms ({spec_kind}) x{ms / spec_ms:.2f}" if spec_ms else "")
         + (f"  vs {peer} {peer_ms:.3f} ms: {peer_ms / ms:.1f}x" if peer_ms else "")
         + (f"  [{note}]" if note else ""))
     return r
@@ -169,12 +214,21 @@ def bench_pairwise(bw, rate, gen, n_full):
     torch.cuda.empty_cache() if DEV == "cuda" else None
     row("ceiling", "HBM write: fill N x N int16", n_full, 0, fill_ms,
         note=f"{n_full * n_full * 2 / (fill_ms * 1e-3) / 1e12:.2f} TB/s write-only")
-    copy_floor = n_full * n_full * 2 / bw * 1e3
-    write_floor = fill_ms
-    int8_floor = n_full * n_full * 288 * 2 / 2 / rate * 1e3  # symmetric: half the products
-    floors = dict(floor_ms=max(write_floor, int8_floor), floor_kind="max(HBM write, int8 ops)")
-    note = (f"write floor (fill) {write_floor:.2f} ms, (copy rate) {copy_floor:.2f} ms; "
-            f"int8 floor {int8_floor:.2f} ms")
+    # Write floor: the output's bytes at the measured device-to-device copy rate (which
+    # counts bytes read plus written; fill_ is slower than that, so it is no floor), and
+    # at the datasheet bandwidth.
+    out_bytes = n_full * n_full * 2
+    copy_floor = out_bytes / bw * 1e3
+    sp = spec()
+    spec_write = out_bytes / sp["hbm"] * 1e3 if sp else None
+    k = padded_k(sizes, seg=32)  # int8_hamming's K: 288
+    int8_floor = n_full * n_full * k * 2 / 2 / rate * 1e3  # symmetric: half the products
+    int8_spec = n_full * n_full * k * 2 / 2 / sp["int8"] * 1e3 if sp else None
+    write_floor = copy_floor
+    floors = dict(floor_ms=max(copy_floor, int8_floor), floor_kind="max(write at copy rate, int8 ops measured)",
+                  spec_ms=max(spec_write, int8_spec) if sp else None, spec_kind="max(write at HBM spec, int8 spec)")
+    note = (f"write floor (copy rate) {copy_floor:.2f} ms, (fill) {fill_ms:.2f} ms, (spec) "
+            f"{spec_write if spec_write else float('nan'):.2f} ms; int8 floor {int8_floor:.2f} ms")
     # The store pattern alone (same grids, no loads or products): the store path's share.
     from _store_tiles import store_tiles
 
@@ -196,7 +250,8 @@ def bench_pairwise(bw, rate, gen, n_full):
             log(f"store-only {sym, chunk, tma} failed: {exc!r}"[:300])
             continue
         row("pairwise_store_only", f"{'sym' if sym else 'full'} chunk {chunk}" + (" tma" if tma else ""),
-            n_full, 0, ms, write_floor, "HBM write (fill)", note=f"corners ok={ok}")
+            n_full, 0, ms, write_floor, "HBM write (copy rate)", note=f"corners ok={ok}", spec_ms=spec_write,
+            spec_kind="HBM write (spec)")
     del buf
     torch.cuda.empty_cache() if DEV == "cuda" else None
     results = {}
@@ -238,6 +293,29 @@ def bench_pairwise(bw, rate, gen, n_full):
     best = min(results.items(), key=lambda kv: kv[1])
     META["pairwise_best"] = dict(config=best[0], ms=best[1], write_floor_ms=write_floor,
                                  x_write_floor=best[1] / write_floor)
+    # Condensed (upper triangle, pdist layout): half the bytes of the full matrix.
+    try:
+        fn = lambda: int8.int8_hamming(words, None, sizes, None, torch.int16, condensed=True)  # noqa: E731
+        cond = fn()
+        if DEV == "cuda":
+            torch.cuda.synchronize()
+        # spot check: condensed position of (i, j), i < j, against the full matrix's rows
+        full_rows = int8.int8_hamming(words[idx.to(DEV)], words, sizes, None, torch.int16)
+        ii = idx.cpu().numpy().astype(np.int64)
+        jj = np.minimum(ii + 1 + np.arange(len(ii)) % 7, n_full - 1)
+        keep = jj > ii
+        pos = ii * n_full - ii * (ii + 1) // 2 + jj - ii - 1
+        ok_c = bool(np.array_equal(cond[torch.from_numpy(pos[keep]).to(DEV)].cpu().numpy(),
+                                   full_rows.cpu().numpy()[np.arange(len(ii))[keep], jj[keep]]))
+        del cond, full_rows
+        ms_c = bench(fn, reps=5, warmup=1)
+        row("pairwise_condensed", "int8 default, upper triangle", n_full, 288, ms_c, copy_floor / 2,
+            "half write at copy rate", peer="full matrix (best)", peer_ms=best[1],
+            note=f"ok={ok_c}; {ms_c / best[1]:.2f} of the full matrix's time",
+            spec_ms=spec_write / 2 if spec_write else None, spec_kind="half write at HBM spec")
+        META["condensed_over_full"] = ms_c / best[1]
+    except Exception as exc:  # keep the rest of the run
+        log(f"condensed failed: {exc!r}"[:300])
     del words
     torch.cuda.empty_cache()
 
@@ -332,9 +410,17 @@ def bench_heat(bw, rate, gen, n):
     reps = 3 if n >= 500_000 else 5
     ms = bench(lambda: reductions.heat_matmat(words, sizes, v, s2, block=best_cfg[0], num_warps=best_cfg[1]),
                reps=reps, warmup=1)
-    floor = 2 * n * n * 288 / rate * 1e3
-    exp_note = f"exp per pair: {n * n / (ms * 1e-3) / 1e12:.2f} T/s"
-    row("heat_matvec", f"int8 tiles + exp2, {best_cfg}", n, 288, ms, floor, "int8 ops", note=f"rel err {err:.1e}; {exp_note}")
+    sp = spec()
+    k = padded_k(sizes)  # the reductions' K (segments padded to 64 here: 320 columns)
+    mma = 2 * n * n * k / rate * 1e3
+    units = unit_floor_ms(n * n, 1, 1, sp)  # one exp2 and one int-to-float per pair
+    floor = max(mma, units or 0.0)
+    mma_spec = 2 * n * n * k / sp["int8"] * 1e3 if sp else None
+    exp_note = (f"exp per pair: {n * n / (ms * 1e-3) / 1e12:.2f} T/s; K={k}; MMA measured {mma:.1f} ms, "
+                f"exp+cvt at 16/clk/SM {units if units else float('nan'):.1f} ms")
+    row("heat_matvec", f"int8 tiles + exp2, {best_cfg}", n, 288, ms, floor, "max(int8 ops measured, exp+cvt units)",
+        note=f"rel err {err:.1e}; {exp_note}", spec_ms=max(mma_spec, units or 0.0) if sp else None,
+        spec_kind="max(int8 spec, exp+cvt units)")
     k = 16
     n2 = min(n, 200_000)
     V = torch.randn(n2, k, device=DEV, generator=gen)
@@ -365,10 +451,16 @@ def bench_cosine_knn(bw, rate, gen, n):
     Da, Db = R.hamming(ba, ba, sa), R.hamming(bb, bb, sb)
     want = [R.cosine_similarity(R.heat_kernel(Da, s), R.heat_kernel(Db, s)) for s in s2s]
     np.testing.assert_allclose(got_small, want, rtol=1e-5)
-    ops = n * n / 2 * 2 * (288 + 6 * 32)  # upper triangle, both networks (segments padded to 32)
+    ka, kb = padded_k(sa), padded_k(sb)  # K as the kernel pads it, per network
+    ops = n * n / 2 * 2 * (ka + kb)  # upper triangle, both networks
+    sp = spec()
+    # per pair of the upper triangle: one exp2 per network and sigma2, one conversion per network
+    units = unit_floor_ms(n * n / 2, 2 * len(s2s), 2, sp)
     for blk, nw in [(64, 4)]:
         ms = bench(lambda b=blk, w=nw: reductions.heat_cosine(wa, sa, wb, sb, s2s, block=b, num_warps=w), reps=3, warmup=1)
-        row("heat_cosine", f"{len(s2s)} sigma2, block {blk} w{nw}", n, 288, ms, ops / rate * 1e3, "int8 ops")
+        row("heat_cosine", f"{len(s2s)} sigma2, block {blk} w{nw}", n, 288, ms, max(ops / rate * 1e3, units or 0.0),
+            "max(int8 ops measured, exp+cvt units)", note=f"K={ka}+{kb}",
+            spec_ms=max(ops / sp["int8"] * 1e3, units or 0.0) if sp else None, spec_kind="max(int8 spec, exp+cvt units)")
     k = 10
     dd, ii = reductions.knn(wa, sa, k)
     q = torch.arange(0, n, n // 50, device=DEV)[:50]
@@ -379,7 +471,9 @@ def bench_cosine_knn(bw, rate, gen, n):
     np.testing.assert_array_equal(dd[q].cpu().numpy(), rd)
     for blk, nw in [((64, 64), 4)]:
         ms_k = bench(lambda b=blk, w=nw: reductions.knn(wa, sa, k, block=b, num_warps=w), reps=3, warmup=1)
-        row("knn", f"k={k} block {blk} w{nw}", n, 288, ms_k, 2 * n * n * 320 / rate * 1e3, "int8 ops")
+        kk = padded_k(sa)
+        row("knn", f"k={k} block {blk} w{nw}", n, 288, ms_k, 2 * n * n * kk / rate * 1e3, "int8 ops measured",
+            note=f"K={kk}", spec_ms=2 * n * n * kk / sp["int8"] * 1e3 if sp else None, spec_kind="int8 spec")
 
 
 def mlp_784_16x6(seed: int):
@@ -504,8 +598,27 @@ def bench_cupy(bw, rate, gen, n):
     assert torch.equal(torch.as_tensor(out, device=DEV), tri), "cupy and triton disagree"
     ms_c = bench(lambda: loader.pairwise_hamming(cw, None, sizes, None, "int16"), reps=5)
     ms_t = bench(lambda: hamming.pairwise_hamming(words, None, sizes, None, torch.int16), reps=5)
-    row("cupy_pairwise", "CUDA C popc, 16x16 tiles", n, 288, ms_c, n * n * 2 / bw * 1e3, "HBM write",
+    row("cupy_pairwise", "CUDA C popc, 16x16 tiles", n, 288, ms_c, n * n * 2 / bw * 1e3, "write at copy rate",
         peer="triton auto", peer_ms=ms_t)
+    # The binary tensor-core kernel (method="bmma", never chosen automatically): long codes.
+    for bits_per_code in (288, 4096, 32768):
+        nb = min(n, 16384)
+        lsz = (bits_per_code,)
+        wl = random_words(nb, lsz, gen)
+        cl = cupy.asarray(wl).view(cupy.uint32)
+        try:
+            got = loader.pairwise_hamming(cl, None, lsz, None, "int32", method="bmma")
+            want = hamming.pairwise_hamming(wl, None, lsz, None, torch.int32)
+            ok = bool(torch.equal(torch.as_tensor(got, device=DEV), want))
+            ms_b = bench(lambda: loader.pairwise_hamming(cl, None, lsz, None, "int32", method="bmma"), reps=5)
+            ms_i = bench(lambda: hamming.pairwise_hamming(wl, None, lsz, None, torch.int32), reps=5)
+        except Exception as exc:  # report, keep the run going
+            log(f"bmma B={bits_per_code} failed: {exc!r}"[:300])
+            continue
+        # AND-popcount over all bits, symmetric: half the N^2 pairs, 2 ops per bit
+        row("cupy_bmma", f"m8n8k128 .b1 AND+popc, B={bits_per_code}", nb, bits_per_code, ms_b,
+            max(nb * nb * 4 / bw, nb * nb * padded_k(lsz, seg=32) / rate) * 1e3,
+            "max(write at copy rate, int8-equivalent ops)", peer="triton auto (int8)", peer_ms=ms_i, note=f"ok={ok}")
 
 
 def run_tests() -> None:
@@ -535,7 +648,8 @@ def run_tests() -> None:
                      note=f"exit {res.returncode}"))
 
 
-KEYS = ["benchmark", "variant", "N", "B", "time_ms", "floor_ms", "floor_kind", "x_floor", "peer", "peer_ms",
+KEYS = ["benchmark", "variant", "N", "B", "time_ms", "floor_ms", "floor_kind", "x_floor", "spec_floor_ms",
+        "spec_kind", "x_spec", "peer", "peer_ms",
         "speedup_vs_peer", "note"]
 
 
@@ -618,14 +732,16 @@ def main(argv=None) -> int:
     write_results(out, name)
     print(f"\n=== vqgeom gpu_check on {name}, {META['date']} ({META['total_s']:.0f} s) ===")
     print(f"copy {bw / 1e12:.2f} TB/s, int8 {rate / 1e12:.0f} TOPS; tests: {META.get('gpu_tests', 'not run')}")
-    hdr = f"{'benchmark':<22} {'variant':<40} {'N':>8} {'B':>5} {'ms':>10} {'floor':>9} {'xfloor':>6} {'peer':>10} {'speedup':>7}"
+    hdr = (f"{'benchmark':<22} {'variant':<40} {'N':>8} {'B':>5} {'ms':>10} {'floor':>9} {'xfloor':>6} "
+           f"{'spec':>9} {'xspec':>6} {'peer':>10} {'speedup':>7}")
     print(hdr)
     for r in ROWS:
         if r.get("time_ms") is None:
             print(f"{r['benchmark']:<22} {str(r['variant'])[:40]:<40} {r.get('note', '')[:80]}")
             continue
         print(f"{r['benchmark']:<22} {str(r['variant'])[:40]:<40} {r['N']:>8} {r['B']:>5} {r['time_ms']:>10.3f} "
-              f"{(r['floor_ms'] or 0):>9.3f} {(r['x_floor'] or 0):>6.2f} {(r['peer_ms'] or 0):>10.3f} "
+              f"{(r['floor_ms'] or 0):>9.3f} {(r['x_floor'] or 0):>6.2f} {(r.get('spec_floor_ms') or 0):>9.3f} "
+              f"{(r.get('x_spec') or 0):>6.2f} {(r['peer_ms'] or 0):>10.3f} "
               f"{(r['speedup_vs_peer'] or 0):>7.1f}")
     print(json.dumps({k: v for k, v in META.items() if k != "crossover_table"}, default=str))
     return 0

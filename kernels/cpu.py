@@ -1,24 +1,35 @@
-"""Exact CPU distances: an int8 GEMM over ±1 codes with int32 accumulation.
+"""Exact CPU distances: XOR-popcount over packed words (numba), or an int8 GEMM.
 
-For ±1 codes ``s, t`` of one layer with ``B_l`` units, ``Hamming = (B_l - <s, t>) / 2``.
-Stacking the layers with padding units set to 0 (they add nothing to ``<s, t>``) and
-scaling one side's layer-``l`` columns by an integer weight ``w_l`` gives
+Two kernels, both exact, chosen once per process by :func:`kernel_choice`:
 
-    sum_l w_l Hamming_l = (sum_l w_l B_l - <s, W t>) / 2,
+``"popcount"`` (:mod:`vqgeom.kernels.cpu_popcount`)
+    ``popcount(x XOR y)`` over the packed 32-bit words, vectorised by numba/LLVM across
+    columns (AVX-512 VPOPCNTDQ where the CPU has it, AVX2 otherwise); per-layer weights
+    combine per-layer counts in uint64 (integer weights) or float64 (real weights).
+``"int8"``
+    For ±1 codes ``s, t`` of one layer with ``B_l`` units, ``Hamming = (B_l - <s, t>) / 2``.
+    Stacking the layers with padding units set to 0 (they add nothing to ``<s, t>``) and
+    scaling one side's layer-``l`` columns by an integer weight ``w_l`` gives
+    ``sum_l w_l Hamming_l = (sum_l w_l B_l - <s, W t>) / 2``, one integer GEMM
+    (``torch._int_mm``, oneDNN/VNNI int8 -> int32), exact while ``sum_l w_l B_l < 2**31``
+    (checked).
+    Larger integer weights use one exact GEMM per layer, combined in int64 (uint64 for a
+    uint64 result: the sum wraps modulo 2**64 but the caller checked that it fits); real
+    (float) weights combine the per-layer GEMMs in float64. The GEMM was chosen by
+    measurement over a float32 BLAS product (about 2x slower, exact only below 2**24) and
+    numpy popcount (an order slower: numpy cannot fuse XOR, popcount and the reduction).
 
-one integer GEMM, exact while ``sum_l w_l B_l < 2**31`` (checked). The GEMM is
-``torch._int_mm`` (oneDNN/VNNI int8 -> int32); chosen by measurement over a float32
-BLAS product of the same ±1 matrices (about 2x slower here and exact only below
-``2**24``) and numpy popcount over packed words (an order slower: numpy cannot fuse
-XOR, popcount and the reduction). See ``benchmarks/bench_cpu.py``.
-
-Larger integer weights use one exact GEMM per layer, combined in int64 (uint64 for a
-uint64 result: the sum wraps modulo 2**64 but the caller checked that it fits); real
-(float) weights combine the per-layer GEMMs in float64.
+The popcount kernel is the default where numba imports and the CPU has a vector popcount
+(AVX512_VPOPCNTDQ); on other CPUs the two are timed once on a small problem at first use
+and the faster is kept. ``VQGEOM_CPU_KERNEL=popcount|int8`` forces one. Measurements:
+``benchmarks/results/cpu.md``.
 """
 
 from __future__ import annotations
 
+import os
+import time
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -26,10 +37,82 @@ import torch
 
 from vqgeom.codes import layer_word_offsets
 
-__all__ = ["signs_int8", "pairwise_hamming", "int_gemm"]
+__all__ = ["signs_int8", "pairwise_hamming", "int_gemm", "kernel_choice", "cpu_features"]
 
 _INT32_LIMIT = 2**31 - 1
 _F32_EXACT = 2**24
+_UINT64_LIMIT = 2**64 - 1
+KERNELS = ("popcount", "int8")
+_choice: dict[str, str] = {}
+
+
+def cpu_features() -> list[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (Linux), else LLVM's host features
+    (through numba's llvmlite) where numba is installed, else ``[]``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    try:
+        import llvmlite.binding as llvm
+
+        return sorted(k for k, on in llvm.get_host_cpu_features().items() if on)
+    except Exception:  # no numba/llvmlite, or no host query on this platform
+        return []
+
+
+def _popcount_module():
+    """:mod:`vqgeom.kernels.cpu_popcount`, or None where numba cannot be imported."""
+    try:
+        from . import cpu_popcount
+    except ImportError as e:  # numba missing or broken: the int8 GEMM still works
+        if "popcount-import" not in _choice:
+            _choice["popcount-import"] = str(e)
+            warnings.warn(f"vqgeom: numba unavailable ({e}); CPU distances use the int8 GEMM", RuntimeWarning, stacklevel=3)
+        return None
+    return cpu_popcount
+
+
+def kernel_choice() -> str:
+    """The CPU distance kernel this process uses: ``"popcount"`` or ``"int8"``.
+
+    ``VQGEOM_CPU_KERNEL`` forces one. Otherwise the popcount kernel where numba imports and
+    the CPU has AVX512_VPOPCNTDQ (measured there at 5-8x the int8 GEMM); on other CPUs
+    both are timed once (a 512 x 512 matrix at B = 256, after a warm-up call that also pays
+    numba's compilation or cache load) and the faster is kept for the process.
+    """
+    if "kernel" in _choice:
+        return _choice["kernel"]
+    forced = os.environ.get("VQGEOM_CPU_KERNEL", "").strip().lower()
+    if forced:
+        if forced not in KERNELS:
+            raise ValueError(f"VQGEOM_CPU_KERNEL: expected one of {KERNELS}, got {forced!r}")
+        choice = forced if forced == "int8" or _popcount_module() is not None else "int8"
+    elif _popcount_module() is None:
+        choice = "int8"
+    else:
+        flags = set(cpu_features())
+        choice = "popcount" if {"avx512_vpopcntdq", "avx512vpopcntdq"} & flags else _measure_choice()
+    _choice["kernel"] = choice
+    return choice
+
+
+def _measure_choice() -> str:
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 2**32, size=(512, 8), dtype=np.uint32)
+    best = {}
+    for k in KERNELS:
+        pairwise_hamming(words, None, [256], None, np.dtype(np.uint16), method=k)  # warm-up / compile
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            pairwise_hamming(words, None, [256], None, np.dtype(np.uint16), method=k)
+            ts.append(time.perf_counter() - t0)
+        best[k] = min(ts)
+    return min(best, key=best.get)
 
 
 def signs_int8(words: np.ndarray, layer_sizes: Sequence[int], scale: np.ndarray | None = None) -> np.ndarray:
@@ -73,6 +156,8 @@ def pairwise_hamming(
     *,
     block_bytes: int = 4 << 20,
     per_layer: bool = False,
+    method: str | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Weighted Hamming distances between packed codes.
 
@@ -86,14 +171,73 @@ def pairwise_hamming(
         exact integers (``out_dtype`` must hold ``sum_l w_l B_l``), a float dtype float64 sums.
     out_dtype : numpy dtype of the result
     block_bytes : int
-        Row blocks are sized so that the reused int32 GEMM block stays under this.
+        int8 kernel: row blocks are sized so that the reused int32 GEMM block stays under this.
     per_layer : bool
         Return ``(L, N, M)`` unweighted per-layer distances instead.
+    method : {"popcount", "int8"} or None
+        The kernel; None takes :func:`kernel_choice`.
+    threads : int or None
+        popcount kernel: threads over row blocks; None takes ``torch.get_num_threads()``.
+        (The int8 GEMM always follows torch's setting.)
 
     Returns
     -------
-    ndarray (N, M) of ``out_dtype`` (or (L, N, M) with ``per_layer``)
+    ndarray (N, M) of ``out_dtype`` (or (L, N, M) with ``per_layer``); no memory beyond the
+    result and a transposed copy of ``wy`` (popcount), or a few MB of GEMM blocks plus the
+    int8 ±1 codes, ``32 W`` bytes a row (int8).
     """
+    method = kernel_choice() if method is None else method
+    if method not in KERNELS:
+        raise ValueError(f"method: expected one of {KERNELS} or None, got {method!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
+    if method == "popcount":
+        mod = _popcount_module()
+        if mod is not None:
+            return _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads)
+    return _pairwise_int8(wx, wy, layer_sizes, weights, out_dtype, block_bytes=block_bytes, per_layer=per_layer)
+
+
+def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads) -> np.ndarray:
+    sizes = [int(b) for b in layer_sizes]
+    offs = layer_word_offsets(sizes)
+    wx = np.ascontiguousarray(wx).view(np.uint32)
+    n = wx.shape[0]
+    m = n if wy is None else wy.shape[0]
+    out_dtype = np.dtype(out_dtype)
+    out = np.empty((len(sizes) if per_layer else 1, n, m), dtype=out_dtype)
+    # Signed integer results (torch's int16/32/64) are written through an unsigned view of
+    # the same width: the values are non-negative and fit, so the bits are the same.
+    kern_out = out.view(out_dtype.str.replace("i", "u")) if out_dtype.kind == "i" else out
+    kw: dict = {}
+    if per_layer:
+        mode = mod.MODE_PER_LAYER
+    elif weights is None:
+        mode = mod.MODE_TOTAL
+    elif weights.dtype.kind in "iu":
+        # integer weights (vqgeom._validate.Weights.kernel): uint64 sums of w_l * h_l, exact
+        # below 2**64 (checked with Python integers, which do not overflow)
+        w_int = [int(w) for w in weights]
+        if sum(w * b for w, b in zip(w_int, sizes)) > _UINT64_LIMIT:
+            raise ValueError(f"weights: sum_l w_l B_l must stay below 2**64 for an exact integer result, got {w_int}")
+        mode, kw = mod.MODE_INT_WEIGHTS, {"wint": np.array(w_int, dtype=np.uint64)}
+    else:
+        mode, kw = mod.MODE_REAL_WEIGHTS, {"wflt": np.asarray(weights, dtype=np.float64)}
+    t = torch.get_num_threads() if threads is None else threads
+    mod.pairwise(wx, None if wy is None else np.ascontiguousarray(wy).view(np.uint32), offs, mode, kern_out, threads=t, **kw)
+    return out if per_layer else out[0]
+
+
+def _pairwise_int8(
+    wx: np.ndarray,
+    wy: np.ndarray | None,
+    layer_sizes: Sequence[int],
+    weights: np.ndarray | None,
+    out_dtype: np.dtype,
+    *,
+    block_bytes: int = 4 << 20,
+    per_layer: bool = False,
+) -> np.ndarray:
     sizes = [int(b) for b in layer_sizes]
     wy = wx if wy is None else wy
     n, m = wx.shape[0], wy.shape[0]
@@ -101,7 +245,7 @@ def pairwise_hamming(
         out = np.empty((len(sizes), n, m), dtype=out_dtype)
         for l in range(len(sizes)):
             sub = _layer_words(wx, sizes, l), _layer_words(wy, sizes, l)
-            out[l] = pairwise_hamming(sub[0], sub[1], [sizes[l]], None, out_dtype, block_bytes=block_bytes)
+            out[l] = _pairwise_int8(sub[0], sub[1], [sizes[l]], None, out_dtype, block_bytes=block_bytes)
         return out
     out = np.empty((n, m), dtype=out_dtype)
     if n == 0 or m == 0:
@@ -133,7 +277,7 @@ def pairwise_hamming(
     for l in range(len(sizes)):
         if sizes[l] == 0:
             continue
-        h = pairwise_hamming(
+        h = _pairwise_int8(
             _layer_words(wx, sizes, l), _layer_words(wy, sizes, l), [sizes[l]], None, np.int32, block_bytes=block_bytes
         )
         if integer:

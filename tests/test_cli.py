@@ -84,7 +84,8 @@ def test_plain_removes_rst_markup():
 
 
 def test_training_bar_ends_at_the_epochs_that_ran(capsys):
-    from vqgeom import data, models
+    from vqgeom import models
+    from vqgeom.paper import data
 
     X, y = data.two_moons(60, seed=0)
     net = models.mlp(2, 16, 2, 1, seed=0)

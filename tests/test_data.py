@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqgeom import data
+from vqgeom.paper import data
 
 # the MNIST test set lives beside the project (never in it): ../shared/data/mnist, or $VQGEOM_MNIST
 MNIST_DIR = Path(os.environ.get("VQGEOM_MNIST") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")

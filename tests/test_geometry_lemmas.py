@@ -22,9 +22,9 @@ from vqgeom.geometry import (
     verify_lemma1,
     verify_lemma2,
 )
-from vqgeom.geometry import campaign
+from vqgeom.paper import campaign
 from vqgeom._netspec import as_netspec
-from vqgeom.geometry.figures import fig5
+from vqgeom.paper.figures import fig5
 from vqgeom.kernels.reference import hamming, mlp_bits
 
 BOX = (-1.0, 1.0, -1.0, 1.0)
@@ -228,7 +228,7 @@ def test_plots(tmp_path):
 
 
 def test_partition_panels(tmp_path):
-    from vqgeom.geometry.figures import partition_panels
+    from vqgeom.paper.figures import partition_panels
 
     layers = random_layers(2, [4, 4])
     out = partition_panels(layers, tmp_path, BOX, name="p")

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import vqgeom
 from vqgeom import activations as act
 from vqgeom._trace import AFFINE, EncodingError
+from vqgeom.encoding import reference_layers
 from vqgeom.codes import Codes, pack_bits
 from vqgeom.kernels import reference
 
@@ -213,7 +214,7 @@ def test_maxout_module_through_every_reader():
     net = nn.Sequential(nn.Linear(2, 12, dtype=torch.float64), vqgeom.Maxout(3), nn.Linear(4, 6, dtype=torch.float64),
                         nn.ReLU(), nn.Linear(6, 6, dtype=torch.float64), vqgeom.Maxout(6))
     X = np.random.default_rng(0).normal(size=(30, 2))
-    spec = vqgeom.encoding.reference_layers(net)
+    spec = reference_layers(net)
     assert [a for _, _, a in spec] == [("maxout", 3), "relu", ("maxout", 6)]
     bits, sizes = reference.mlp_bits(spec, X)
     for backend in ("auto", "numpy"):
@@ -430,3 +431,62 @@ def test_device_route_gives_the_same_codes(array, monkeypatch):
         bad[0].bias[1] = float("inf")
     with pytest.raises(ValueError, match="5 NaN or infinite"):
         vqgeom.encode(bad, np.ones((5, 2)))
+
+
+class Everyday(nn.Module):
+    """Operations real forward methods use, all affine or CPA in X: they must trace, not raise."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1, padding_mode="reflect", dtype=torch.float64)
+        self.bn = nn.BatchNorm2d(4, dtype=torch.float64)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.lin = nn.Linear(8, 6, dtype=torch.float64)
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, 6, dtype=torch.float64))
+
+    def forward(self, x):
+        h = self.bn(self.conv(F.pad(x, (1, 1, 1, 1))))
+        a, b = h.chunk(2, dim=1)
+        h = torch.cat([a - b, 2 * a + b / 4], 1).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+        p1 = h.clone()
+        h = F.relu(h, inplace=True)
+        h = F.avg_pool2d(self.up(h), 2) + h.unfold(3, 1, 1).squeeze(-1) * 0.5
+        v = torch.einsum("bchw->bc", h) / h[0].numel() + h.mean(dim=(2, 3)) + h.flatten(2).sum(-1).neg() * 0.1
+        z = torch.stack([v, v.flip(1)], dim=-1).reshape(v.shape[0], -1)
+        p2 = self.lin(z) * self.scale.clamp(min=0.75) - 1
+        return torch.clamp(p2, min=torch.zeros(6, dtype=torch.float64)), p1, p2
+
+
+def test_everyday_operations_trace_exactly():
+    torch.manual_seed(7)
+    net = Everyday().eval()
+    with torch.no_grad():
+        net.bn.running_mean.normal_()
+    X = torch.randn(9, 2, 4, 4, dtype=torch.float64)
+    with torch.no_grad():  # the pre-activations, outside any tracer
+        _, p1, p2 = net(X.clone())
+    codes = vqgeom.encode(net, X, batch_size=4)
+    bits = np.concatenate([p1.reshape(9, -1).numpy() >= 0, p2.numpy() >= 0], axis=1)
+    assert_codes(codes, bits, [p1[0].numel(), 6], [1, 1])
+
+
+def test_encode_max_type_networks_on_every_backend(backend):
+    # Each backend reads the same max-type networks: the fused Triton encoder takes plain
+    # ReLU MLPs only, so these go through the tracer there too; numpy reads the maxout MLP.
+    from conftest import backend_codes
+
+    torch.manual_seed(11)
+    mlp = nn.Sequential(nn.Linear(2, 12, dtype=torch.float64), vqgeom.Maxout(3), nn.Linear(4, 6, dtype=torch.float64),
+                        nn.ReLU(), nn.Linear(6, 6, dtype=torch.float64), vqgeom.Maxout(6))
+    X = np.random.default_rng(11).normal(size=(19, 2))
+    bits, sizes = reference.mlp_bits(reference_layers(mlp), X)
+    Xb = torch.from_numpy(X) if backend == "triton" else X
+    assert_codes(vqgeom.encode(mlp, Xb, backend=backend), bits, sizes, [3, 1, 6])
+    if backend == "numpy":
+        return  # the oracle forward reads plain MLPs only
+    net = PoolMaxoutNet()
+    Xp = np.random.default_rng(12).normal(size=(7, 1, 4, 6))
+    bits, sizes, groups = pool_maxout_bits(net, Xp)
+    codes = vqgeom.encode(net, torch.from_numpy(Xp) if backend == "triton" else Xp, backend=backend)
+    assert_codes(codes, bits, sizes, groups)
+    assert backend_codes(codes, backend).groups == tuple(groups)

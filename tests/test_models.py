@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from vqgeom import data, models
+from vqgeom import models
+from vqgeom.paper import data
 from vqgeom.kernels import reference
 
 

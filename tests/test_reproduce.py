@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from torch import nn
 
-from vqgeom import data, models, reproduce
+from vqgeom import models
+from vqgeom.paper import data, reproduce
 from vqgeom.kernels import reference
-from vqgeom.reproduce import _common, fig1, fig2, mnist
+from vqgeom.paper.reproduce import _common, fig1, fig2, mnist
 
 MNIST_DIR = Path(os.environ.get("VQGEOM_MNIST") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")
 TARGETS = ("fig1", "fig2", "fig3", "fig4", "fig5")
@@ -131,7 +132,40 @@ def test_fig1_claims_are_consistent(run_all):
     assert [t["stop_reason"] for t in doc["training"]] and all(t["epochs"] >= 1 for t in doc["training"])
 
 
+def test_fig1_untrained_baseline_matches_the_reference(run_all):
+    out, _ = run_all
+    s = fig1.settings(True)
+    doc = json.loads((out / "fig1" / "fig1.json").read_text())
+    P, _ = data.disc_grid(s.grid)
+    net = models.mlp(2, s.width, s.depth, 1, seed=0)  # the common initial network of seed 0
+    K, KR = ref_kernel(net, P), ref_kernel(net, data.rotate(P, s.angle))
+    iu = np.triu_indices(len(P), 1)
+    expect = np.corrcoef(K[iu].astype(float), KR[iu].astype(float))[0, 1]
+    # streamed float64 moments against numpy's two-pass correlation: 1e-10
+    assert abs(doc["claims"]["kernel_corr"]["grid_untrained_rotated_inputs"][0] - expect) < 1e-10
+    assert len(doc["claims"]["kernel_corr"]["grid_untrained_other_seed"]) == s.seeds - 1
+
+
 # ----------------------------------------------------------------------------- fig2
+def test_fig2_held_out_measures_match_the_reference(run_all):
+    out, _ = run_all
+    s = fig2.settings(True)
+    doc = json.loads((out / "fig2" / "fig2.json").read_text())
+    h = doc["claims"]["held_out_kernels"]
+    assert set(h) == {"paper", "generalising"}
+    Xt, yt = data.high_dim_moons(s.n_test, s.noise, s.data_seed + 1, dim=s.dim, scale=s.gen_scale)
+    net, _ = models.load_checkpoint(out / "fig2" / "model_generalising_seed0.pt")
+    assert h["generalising"]["held_out_accuracy"][0] == models.accuracy(net, Xt, yt)
+    Xk, yk = Xt[: s.n_kernel], yt[: s.n_kernel]
+    D = ref_kernel(net, Xk).astype(float)
+    U = Xk[:, :2] / s.gen_scale
+    d_u = np.sqrt(((U[:, None] - U[None]) ** 2).sum(-1))
+    same = (yk[:, None] == yk[None, :]) & ~np.eye(len(yk), dtype=bool)
+    expect = np.corrcoef(D[same], d_u[same])[0, 1]
+    assert abs(h["generalising"]["vq_corr_signal_within_class"][0] - expect) < 1e-10  # float64 round-off
+    assert h["generalising"]["vq_knn_full"][0] == _common.loo_knn_accuracy(D, yk, s.knn_k)
+
+
 def test_fig2_distances_and_data_match_the_reference(run_all):
     out, _ = run_all
     s = fig2.settings(True)
@@ -160,7 +194,15 @@ def _mnist_test_set(folder: Path, s) -> tuple[np.ndarray, np.ndarray]:
     return Xte, yte
 
 
-def test_fig3_table_matches_reference_heat_kernels(run_all):
+def _cka(A: np.ndarray, B: np.ndarray) -> float:
+    """Dense CKA <HAH, HBH> / (||HAH|| ||HBH||), H the centring matrix (the textbook formula)."""
+    n = A.shape[0]
+    H = np.eye(n) - 1.0 / n
+    a, b = H @ A @ H, H @ B @ H
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_fig3_tables_match_dense_reference_formulas(run_all):
     out, folder = run_all
     s = mnist.settings(True)
     Xte, _ = _mnist_test_set(folder, s)
@@ -169,21 +211,50 @@ def test_fig3_table_matches_reference_heat_kernels(run_all):
     for name in mnist.NAMES:
         kind, depth = name[:-3], name[-2]
         net, _ = models.load_checkpoint(cache / f"{kind.lower()}{depth}_rep0.pt")
-        K[name] = ref_kernel(net, Xte)
+        K[name] = ref_kernel(net, Xte).astype(np.float64)
     doc = json.loads((out / "fig3" / "fig3.json").read_text())
     np.testing.assert_array_equal(doc["paper"], mnist.PAPER_FIG3)
+    tables = doc["results"]["tables"]
+    iu = np.triu_indices(len(Xte), 1)
+    N = mnist.NAMES
+    table = lambda f: np.array([[f(a, b) for b in N] for a in N])  # noqa: E731
+    cos = lambda A, B: reference.cosine_similarity(A, B)  # noqa: E731
+    md = doc["results"]["scale"]["mean_distance"][0]
+    np.testing.assert_allclose(md, [K[n][iu].mean() for n in N], rtol=1e-12)
+    expect = {}
     for form, squared in (("squared", True), ("plain", False)):
-        r = doc["results"][form]
-        sigma2 = r["sigma2_per_replicate"][0]
-        iu = np.triu_indices(len(Xte), 1)
-        pooled = np.concatenate([K[n][iu] ** (2 if squared else 1) for n in mnist.NAMES])
-        assert sigma2 == np.median(pooled)
-        H = {n: reference.heat_kernel(K[n], sigma2, squared) for n in mnist.NAMES}
-        expect = np.array([[reference.cosine_similarity(H[a], H[b]) for b in mnist.NAMES] for a in mnist.NAMES])
-        # streamed float64 sums against the reference's single dot product: 1e-12 relative
-        np.testing.assert_allclose(np.asarray(r["per_replicate"][0]), expect, rtol=1e-12, atol=1e-12)
+        pooled = np.concatenate([K[n][iu] ** (2 if squared else 1) for n in N])
+        assert tables[f"{form}_shared_median"]["sigma2"][0] == np.median(pooled)
+        H = {n: reference.heat_kernel(K[n], float(np.median(pooled)), squared) for n in N}
+        expect[f"{form}_shared_median"] = table(lambda a, b: cos(H[a], H[b]))
+        own = {n: float(np.median(K[n][iu] ** (2 if squared else 1))) for n in N}
+        np.testing.assert_array_equal(tables[f"{form}_per_network"]["sigma2"][0], [own[n] for n in N])
+        Ho = {n: reference.heat_kernel(K[n], own[n], squared) for n in N}
+        expect[f"{form}_per_network"] = table(lambda a, b: cos(Ho[a], Ho[b]))
+        if squared:
+            expect["rbf_cka"] = table(lambda a, b: _cka(Ho[a], Ho[b]))
+    expect["linear_cka"] = table(lambda a, b: _cka(-K[a], -K[b]))
+    expect["mantel"] = table(lambda a, b: np.corrcoef(K[a][iu], K[b][iu])[0, 1])
+    if "squared_band" in tables:
+        s2 = tables["squared_band"]["sigma2"][0]
+        Hb = {n: reference.heat_kernel(K[n], s2, True) for n in N}
+        expect["squared_band"] = table(lambda a, b: cos(Hb[a], Hb[b]))
+    for key, M in expect.items():
+        # histogram sums (integer counts times float64 kernel values) against dense float64 sums; the CKA
+        # centring cancels terms of size ~N^2 against a result of size ~1: 1e-9 absolute
+        np.testing.assert_allclose(np.asarray(tables[key]["per_replicate"][0]), M, rtol=1e-9, atol=1e-9, err_msg=key)
     text = (out / "fig3" / "fig3.txt").read_text()
     assert "(0.55)" in text and "(0.87)" in text  # printed beside the paper's values
+
+
+def test_fig3_orderings_count_the_paper_readings():
+    M = np.array([[1, 0.55, 0.28, 0.38], [0.55, 1, 0.28, 0.40], [0.28, 0.28, 1, 0.87], [0.38, 0.40, 0.87, 1]])
+    o = mnist.orderings(M)
+    assert o["paper_order"] and o["trained_above_trained_init"] and o["init_above_trained"]
+    assert not o["trained_pair_largest"]
+    M2 = M.copy()
+    M2[0, 1] = M2[1, 0] = 0.39  # below Trained(6)-Init(6) = 0.40
+    assert not mnist.orderings(M2)["trained_above_trained_init"] and not mnist.orderings(M2)["paper_order"]
 
 
 def test_fig4_sweep_rows_and_limits(run_all):
@@ -193,11 +264,15 @@ def test_fig4_sweep_rows_and_limits(run_all):
     assert len(rows) == 2 * s.seeds * len(s.sigma2_sweep) * 6
     sims = np.array([float(r["similarity"]) for r in rows])
     assert np.all((sims > 0) & (sims <= 1 + 1e-12))
-    # fig4 reused fig3's networks (trained once): the shared cache holds one checkpoint per network
+    # fig4 reused fig3's networks (trained once) and histograms (one pass): one checkpoint per network
     assert len(list((out / "mnist-models").glob("*.pt"))) == 2 * len(s.depths) * s.seeds
+    assert len(list((out / "mnist-models").glob("histograms_rep*.npz"))) == s.seeds
     doc = json.loads((out / "fig3" / "fig3.json").read_text())
     f4 = json.loads((out / "fig4" / "fig4.json").read_text())
     assert f4["training"] == doc["training"]
+    assert "joint histograms of the VQ distances (1 replicate(s), one pass each)" in f4["seconds"]
+    mean = np.asarray(f4["mean"]["squared"])
+    assert np.all(mean[-1][np.triu_indices(4, 1)] > 0.99)  # every heat kernel tends to all-ones at large sigma^2
 
 
 def test_mnist_missing_files_fail_with_instructions(tmp_path, monkeypatch):
@@ -214,6 +289,18 @@ def test_fig5_lemma_checks(run_all):
     g = doc["geometry"]
     assert doc["L"] == 3 and g["n_regions_deep"] == g["n_regions_shallow"] == 2**3
     assert all(g[k] for k in ("identical_partition", "shallow_equals_d_omega", "deep_le_d_omega", "deep_le_L"))
+
+
+def test_fig5_lemma2_on_slices_of_the_trained_networks(run_all):
+    out, _ = run_all
+    rows = json.loads((out / "fig5" / "fig5_reproduce.json").read_text())["trained_slices"]
+    # every target ran before fig5 into the same folder: every checkpoint is there
+    assert rows and all(r["available"] for r in rows)
+    assert {r["network"].split()[0] for r in rows} == {"fig1", "fig2", "MNIST"}
+    for r in rows:
+        assert r["pairs"] == r["regions"] * (r["regions"] - 1) // 2 == r["equal"] + r["less"] + r["greater"]
+        assert r["greater"] == 0 and r["holds"]  # Lemma 2: d <= d_Omega on every exact partition
+    assert sum(r["less"] for r in rows) > 0  # the deep networks have shortcuts somewhere
 
 
 # ----------------------------------------------------------------------------- CLI and helpers

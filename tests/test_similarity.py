@@ -354,3 +354,11 @@ def test_torch_codes_give_the_numpy_results():
         np.testing.assert_array_equal(got.bandwidths, want.bandwidths)
         for k in ALL:
             np.testing.assert_allclose(got[k], want[k], rtol=1e-14, atol=1e-14)  # same sums, same order
+
+
+def test_histogram_route_refuses_huge_distance_ranges():
+    c = Codes.from_bits(np.random.default_rng(seed("huge")).random((9, 6)) < 0.5, [3, 3])
+    # integer weights, distances up to 3 * 2**40: a histogram would not fit; auto goes direct
+    assert vqgeom.compare([c, c], weights=[2**40, 1]).route == "direct"
+    with pytest.raises(ValueError, match="method='direct'"):
+        vqgeom.compare([c, c], weights=[2**40, 1], method="histogram")

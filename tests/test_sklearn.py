@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from torch import nn
 
-from vqgeom import data, models
+from vqgeom import models
+from vqgeom.paper import data
 from vqgeom.kernels import reference
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is an optional test dependency (vqgeom[test])")
@@ -87,7 +88,7 @@ def test_tsne_and_spectral_embedding_on_vq_geometry(moons):
     S = SpectralEmbedding(n_components=2, affinity="precomputed", random_state=0).fit_transform(A)
     assert S.shape == (len(Xtr), 2) and np.isfinite(S).all()
     # both embeddings keep the classes apart: leave-one-out 5-NN accuracy in the 2-D embeddings
-    from vqgeom.reproduce._common import euclidean_sq, loo_knn_accuracy
+    from vqgeom.paper.reproduce._common import euclidean_sq, loo_knn_accuracy
 
     assert loo_knn_accuracy(euclidean_sq(E), ytr, 5) > 0.9
     assert loo_knn_accuracy(euclidean_sq(S), ytr, 5) > 0.9

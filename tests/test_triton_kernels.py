@@ -615,8 +615,19 @@ def test_compare_measures_on_triton(triton_backend):
     import vqgeom
 
     rng = np.random.default_rng(43)
-    _, ct, cn = _pair_codes(rng, 37, (33, 5))
-    _, c2t, c2n = _pair_codes(rng, 37, (20,))
+    b1, ct, cn = _pair_codes(rng, 37, (33, 5))
+    b2, c2t, c2n = _pair_codes(rng, 37, (20,))
+    # and directly against dense formulas: CKA of centred heat kernels, Pearson of off-diagonal distances
+    D1, D2 = (R.hamming(b, b, s).astype(np.float64) for b, s in ((b1, (33, 5)), (b2, (20,))))
+    H = np.eye(37) - 1.0 / 37
+    K1, K2 = H @ np.exp(-D1 / 3.0) @ H, H @ np.exp(-D2 / 3.0) @ H
+    off = ~np.eye(37, dtype=bool)
+    want = {"rbf_cka": np.sum(K1 * K2) / np.sqrt(np.sum(K1 * K1) * np.sum(K2 * K2)),
+            "mantel": np.corrcoef(D1[off], D2[off])[0, 1]}
+    for method in ("direct", "histogram"):
+        got = vqgeom.compare([ct, c2t], sigma2s=3.0, measure=list(want), method=method, backend="triton")
+        for k, v in want.items():
+            np.testing.assert_allclose(got[k][0, 0, 1], v, rtol=1e-10)  # float64 sums of 37^2 terms
     for method in ("direct", "histogram"):
         for sq in (False, True):
             for s2 in ([3.0, 40.0], "per_network"):

@@ -49,6 +49,10 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
+# The paper's apparatus lives in vqgeom.paper; its modules keep their old names as attributes
+# (``from vqgeom import data`` still works), resolved only when asked for.
+_MOVED = {"data": "vqgeom.paper.data", "reproduce": "vqgeom.paper.reproduce"}
+
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
@@ -57,6 +61,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
+    if name in _MOVED:
+        return importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'vqgeom' has no attribute {name!r}")
 
 

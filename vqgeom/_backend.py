@@ -7,6 +7,9 @@
 
 ``auto`` never raises for availability: torch CUDA tensors go to triton if it imports
 (else the CPU path after a host copy), cupy arrays to cupy, everything else to cpu.
+:func:`vqgeom.pairwise_distances` then hands cupy codes to the Triton kernels through
+DLPack (zero-copy views, :func:`dlpack_torch_words` and :func:`dlpack_result`) when
+Triton is importable and cupy was not asked for by name (:func:`cupy_via_triton`).
 Naming an unavailable backend raises a ``ValueError`` listing the available ones.
 Nothing here imports triton or cupy until a backend is actually asked for.
 """
@@ -16,11 +19,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 from typing import Any
 
 from ._arrays import array_module
 
-__all__ = ["BACKENDS", "available_backends", "resolve_backend"]
+__all__ = ["BACKENDS", "available_backends", "resolve_backend", "cupy_via_triton", "dlpack_torch_words",
+           "dlpack_result", "torch_out_dtype"]
 
 BACKENDS = ("numpy", "cpu", "triton", "cupy")
 ENV_VAR = "VQGEOM_BACKEND"
@@ -91,3 +96,52 @@ def _from_arrays(arrays: tuple[Any, ...]) -> str:
         if xp == "torch" and a.device.type == "cuda" and _triton_ok():
             return "triton"
     return "cpu"
+
+
+def cupy_via_triton(backend: str | None) -> bool:
+    """Whether a call on cupy arrays that resolved to ``"cupy"`` should run the Triton
+    kernels instead (through DLPack): only when neither the argument nor
+    ``$VQGEOM_BACKEND`` named cupy, and Triton can run here."""
+    named = (backend or "auto").lower() != "auto" or os.environ.get(ENV_VAR, "").strip().lower() not in ("", "auto")
+    return not named and _triton_ok()
+
+
+def dlpack_torch_words(words: Any) -> Any:
+    """A zero-copy torch view (DLPack) of packed words from another array library
+    (cupy on the GPU), as the Triton kernels take them: int32 (uint32 words are
+    reinterpreted, same bits)."""
+    import torch
+
+    t = torch.from_dlpack(words)
+    if t.dtype == torch.uint32:
+        t = t.view(torch.int32)
+    if t.dtype != torch.int32:
+        raise TypeError(f"words: expected uint32 or int32 packed words, got {t.dtype}")
+    return t
+
+
+# Unsigned results the kernels cannot store as such are computed in the signed type of
+# the same width (values below 2^31 resp. 2^63, checked by the kernels) and viewed back.
+_TORCH_FOR_NUMPY = {"uint8": "uint8", "uint16": "uint16", "uint32": "int32", "uint64": "int64",
+                    "int16": "int16", "int32": "int32", "int64": "int64", "float32": "float32",
+                    "float64": "float64"}
+
+
+def torch_out_dtype(np_dtype: Any) -> Any:
+    """The torch dtype a kernel writes for a numpy result dtype (same item size)."""
+    import numpy as np
+    import torch
+
+    name = np.dtype(np_dtype).name
+    return getattr(torch, _TORCH_FOR_NUMPY[name])
+
+
+def dlpack_result(t: Any, like: Any, np_dtype: Any) -> Any:
+    """Hand a torch result back to ``like``'s array library without a copy (DLPack),
+    viewed as ``np_dtype`` (same item size; e.g. int32 -> uint32)."""
+    import numpy as np
+
+    mod = sys.modules[type(like).__module__.split(".")[0]]
+    out = mod.from_dlpack(t)
+    dt = np.dtype(np_dtype)
+    return out if out.dtype == dt else out.view(dt)

@@ -149,7 +149,8 @@ def _build_affine() -> dict[Callable, Callable]:
         "transpose transpose_ t t_ swapaxes swapdims movedim moveaxis expand expand_as repeat tile contiguous "
         "clone detach detach_ narrow select split split_with_sizes tensor_split chunk unbind roll flip fliplr "
         "flipud rot90 diagonal diag_embed tril triu cpu cuda float double half bfloat16 to type_as positive "
-        "atleast_1d atleast_2d atleast_3d broadcast_to ravel align_as"
+        "atleast_1d atleast_2d atleast_3d broadcast_to ravel align_as unfold as_strided requires_grad_ narrow_copy "
+        "squeeze_copy unsqueeze_copy permute_copy view_copy"
     )
     put(_names(T, shape_ops) + _names(torch, shape_ops), _linear())
     put(_names(torch, "cat concat concatenate stack hstack vstack dstack column_stack broadcast_tensors "

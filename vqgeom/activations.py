@@ -38,8 +38,9 @@ groups of ``k``, each group one max/min unit: ``k`` equal to the layer's width i
 over all of its units), or ``None`` (an output layer, no bits).
 
 Functions here take such specs: :func:`kinks`, :func:`evaluate`, :func:`bits`,
-:func:`n_bits`, :func:`group_width`, :func:`out_units`, :func:`affine_piece`,
-:func:`argmax_first`, :func:`one_hot`. The torch side (which functions and modules map to
+:func:`n_bits`, :func:`group_width`, :func:`halved`, :func:`out_units`,
+:func:`affine_piece` (a kink unit's affine piece from its bits), :func:`max_index` (a
+max-type unit's argmax, first on ties), :func:`argmax_first`, :func:`one_hot`. The torch side (which functions and modules map to
 which operation, and how the tracer records them) is :func:`torch_ops` /
 :func:`torch_modules`.
 """
@@ -47,7 +48,7 @@ which operation, and how the tracer records them) is :func:`torch_ops` /
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,12 +64,15 @@ __all__ = [
     "evaluate",
     "bits",
     "argmax_first",
+    "max_index",
     "one_hot",
     "affine_piece",
     "halved",
     "torch_ops",
     "torch_modules",
     "module_spec",
+    "adaptive_windows",
+    "TorchOp",
 ]
 
 #: Spec kinds of kink units and of max-type units.

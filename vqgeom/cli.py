@@ -12,8 +12,8 @@ import sys
 
 COMMANDS = {
     "demo": ("vqgeom.demo", "train a small ReLU MLP on two moons and draw its VQ-Kernel"),
-    "lemmas": ("vqgeom.geometry.campaign", "randomised check of Lemma 1 (d = d_Omega) and Lemma 2 (d <= d_Omega)"),
-    "reproduce": ("vqgeom.reproduce", "reproduce the paper: fig1|fig2|fig3|fig4|fig5|all"),
+    "lemmas": ("vqgeom.paper.campaign", "randomised check of Lemma 1 (d = d_Omega) and Lemma 2 (d <= d_Omega)"),
+    "reproduce": ("vqgeom.paper.reproduce", "reproduce the paper: fig1|fig2|fig3|fig4|fig5|all"),
 }
 
 

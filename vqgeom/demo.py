@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import vqgeom
-    from vqgeom import data, models
+    from vqgeom import models
+    from vqgeom.paper import data
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -68,23 +69,33 @@ def main(argv: list[str] | None = None) -> int:
         ax.axhline(v, color="w", lw=0.8)
         ax.axvline(v, color="w", lw=0.8)
     ax.set_title("VQ-Kernel on the training set\n(rows and columns ordered by label)", fontsize=10)
+    ax.set_xlabel("training point (class 0, then class 1)")
+    ax.set_ylabel("training point (class 0, then class 1)")
     fig.colorbar(im, ax=ax, label="VQ distance (hyperplanes)")
     fig.tight_layout()
     fig.savefig(out / "kernel.png", dpi=120)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
     for j, ax in enumerate(axes):
         img = np.full(mask.shape, np.nan)
         img[mask] = eig.eigenvectors[:, j]
         lim = np.nanmax(np.abs(img))
-        ax.imshow(img, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=6, edgecolors="k", linewidths=0.2)
-        ax.set_title(f"eigenvector {j + 1} (lambda/lambda1 = {eig.eigenvalues[j]:.2f})")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Dominant MDS eigenvectors of the VQ-Kernel over the unit disc")
-    fig.tight_layout()
+        im = ax.imshow(img, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        # black circles / white triangles stay visible on every colour of the red-blue field
+        for lab, style in ((0, dict(marker="o", facecolors="k", edgecolors="w")),
+                           (1, dict(marker="^", facecolors="w", edgecolors="k"))):
+            ax.scatter(X[y == lab, 0], X[y == lab, 1], s=16, linewidths=0.6, clip_on=False, zorder=3,
+                       label=f"class {lab}", **style)
+        ax.set_xlim(-1.06, 1.06)
+        ax.set_ylim(-1.06, 1.06)
+        ax.set_aspect("equal")
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_title(f"eigenvector $v_{j + 1}$  ($\\lambda_{j + 1}/\\lambda_1$ = {eig.eigenvalues[j]:.2f})")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"$v_{j + 1}$ (sign arbitrary)")
+    axes[0].legend(loc="lower left", fontsize=8, framealpha=0.8)
+    fig.suptitle("Dominant MDS eigenvectors of the VQ-Kernel over the unit disc (training points on top)")
     fig.savefig(out / "eigenvectors.png", dpi=120)
     plt.close(fig)
 
@@ -93,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     for lab, col in ((0, "tab:blue"), (1, "tab:red")):
         ax.scatter(emb[ys == lab, 0], emb[ys == lab, 1], s=10, c=col, label=f"class {lab}")
     ax.set_title("2-D MDS embedding of the training set")
+    ax.set_xlabel("MDS coordinate 1")
+    ax.set_ylabel("MDS coordinate 2")
+    ax.margins(0.06)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "embedding.png", dpi=120)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_module, like_input
-from ._backend import resolve_backend
+from ._backend import cupy_via_triton, resolve_backend
 from ._validate import Weights, check_layer_sizes_match, make_weights, result_dtype
 from .codes import Codes
 
@@ -65,6 +65,7 @@ def pairwise_distances(
     *,
     weights: Any = None,
     per_layer: bool = False,
+    condensed: bool = False,
     backend: str = "auto",
 ) -> Any:
     """VQ distances between two sets of codes.
@@ -81,12 +82,20 @@ def pairwise_distances(
         layer term, summed in layer order.
     per_layer : bool
         Return the unweighted per-layer matrices ``(L, N, M)`` instead.
+    condensed : bool
+        Only with one code set: the ``N (N - 1) / 2`` distances of pairs ``i < j`` as a
+        1-D array in scipy's ``pdist`` order (``scipy.spatial.distance.squareform`` gives
+        the matrix back). Half the bytes of the full matrix; the Triton kernels write only
+        the upper triangle, the CPU computes row blocks against the rows after them (half
+        the work), the numpy reference and the CUDA C kernel cut the full matrix.
     backend : {"auto", "cpu", "numpy", "triton", "cupy"}
-        With dask codes: the backend of each tile on its worker.
+        With dask codes: the backend of each tile on its worker. With ``"auto"``, cupy
+        codes go to the Triton kernels through DLPack (no copy) when Triton is
+        importable, else to the CUDA C kernel (``"cupy"``, also when named).
 
     Returns
     -------
-    array (N, M), or (L, N, M) with ``per_layer``
+    array (N, M), (L, N, M) with ``per_layer``, or (N (N - 1) / 2,) with ``condensed``
         In ``codes_x``'s array type and device (dask codes: a lazy dask array of tiles chunked
         like the codes' rows, writable block by block with ``.to_zarr``). Integer weights (or none): the smallest
         integer dtype holding ``sum_l w_l B_l`` (see :func:`distance_dtype`); real
@@ -99,6 +108,15 @@ def pairwise_distances(
     wt = codes_weights(codes_x, weights)
     if per_layer and weights is not None:
         raise ValueError("weights: per_layer=True returns the unweighted per-layer distances; pass weights=None")
+    if not isinstance(condensed, (bool, np.bool_)):
+        raise TypeError(f"condensed: expected a bool, got {type(condensed).__name__}")
+    if condensed and codes_y is not None:
+        raise ValueError("condensed: the condensed (pdist) layout is for one code set; got codes_y as well")
+    if condensed and per_layer:
+        raise ValueError("condensed: not available with per_layer=True; take pairwise_distances(codes.layers([l]), "
+                         "condensed=True) per layer")
+    if condensed and codes_x.array_type == "dask":
+        raise ValueError("condensed: not available for dask codes (their result is chunked by rows)")
     if codes_x.array_type == "dask":  # task graph of tiles, each on a worker with `backend` (see vqgeom._dask)
         from . import _dask
 
@@ -106,6 +124,8 @@ def pairwise_distances(
         return _dask.pairwise_distances(codes_x, codes_y, weights=weights, per_layer=per_layer, backend=backend,
                                         out_dtype=dt)
     name = resolve_backend(backend, codes_x.words)
+    if name == "cupy" and cupy_via_triton(backend):
+        name = "triton"  # the Triton kernels on zero-copy DLPack views of the cupy words
     if per_layer:
         parts = [
             _distances(codes_x.layers([l]), None if codes_y is None else codes_y.layers([l]),
@@ -114,28 +134,46 @@ def pairwise_distances(
         ]
         dt = result_dtype(max(codes_x.layer_sizes, default=0), True, codes_x.array_type)
         return _stack([_cast(p, dt) for p in parts], codes_x, dt, codes_y)
-    return _distances(codes_x, codes_y, wt, name)
+    return _distances(codes_x, codes_y, wt, name, condensed=bool(condensed))
 
 
-def _distances(codes_x: Codes, codes_y: Codes | None, wt: Weights, name: str) -> Any:
+def _distances(codes_x: Codes, codes_y: Codes | None, wt: Weights, name: str, condensed: bool = False) -> Any:
     """Distances by backend ``name``: the kernels get ``wt.kernel`` and an output dtype that
-    holds the kernel sums; a halved layout's sums are then divided exactly."""
+    holds the kernel sums; a halved layout's sums are then divided exactly. ``condensed``
+    (``codes_y`` None): the pdist layout."""
     if name == "triton":
         from .kernels.triton import hamming as th
 
-        out = th.pairwise_hamming(codes_x.words, None if codes_y is None else codes_y.words, codes_x.layer_sizes,
-                                  wt.kernel, wt.kernel_dtype("torch"))
+        if codes_x.array_type == "torch":
+            out = th.pairwise_hamming(codes_x.words, None if codes_y is None else codes_y.words,
+                                      codes_x.layer_sizes, wt.kernel, wt.kernel_dtype("torch"), condensed=condensed)
+        else:  # cupy (any DLPack producer on the GPU): zero-copy views both ways
+            from ._backend import dlpack_result, dlpack_torch_words, torch_out_dtype
+
+            kdt = wt.kernel_dtype("numpy")
+            out = th.pairwise_hamming(dlpack_torch_words(codes_x.words),
+                                      None if codes_y is None else dlpack_torch_words(codes_y.words),
+                                      codes_x.layer_sizes, wt.kernel, torch_out_dtype(kdt), condensed=condensed)
+            out = dlpack_result(out, codes_x.words, kdt)
     elif name == "cupy":
         from .kernels.cuda import loader
 
         out = loader.pairwise_hamming(codes_x.words, None if codes_y is None else codes_y.words,
                                       codes_x.layer_sizes, wt.kernel, wt.kernel_dtype("numpy"))
+        if condensed:  # the CUDA C kernel writes the full matrix: cut it (no memory saved)
+            import cupy
+
+            out = out[cupy.triu_indices(out.shape[0], 1)]
     else:
         # numpy computes; a torch result comes back in torch's dtype of the same range.
         kdt = wt.kernel_dtype()
         kdt = np.dtype(str(kdt).replace("torch.", "")) if codes_x.array_type == "torch" else np.dtype(kdt)
         if name == "numpy":
             out = _reference(codes_x, codes_y, wt, kdt)
+            if condensed:
+                out = out[np.triu_indices(out.shape[0], 1)]
+        elif condensed:
+            out = _condensed_cpu(codes_x.words_numpy(), codes_x.layer_sizes, wt.kernel, kdt)
         else:
             from .kernels import cpu
 
@@ -146,6 +184,29 @@ def _distances(codes_x: Codes, codes_y: Codes | None, wt: Weights, name: str) ->
     if wt.divisor != 1:
         out = out // wt.divisor
     return _cast(out, wt.dtype)
+
+
+def _condensed_cpu(wx: np.ndarray, layer_sizes, w, out_dtype, block_elems: int = 1 << 22) -> np.ndarray:
+    """Condensed distances on the CPU: row blocks ``[i0, i1)`` against rows ``i0..N-1``
+    through the CPU backend, keeping the entries right of the diagonal. Row ``i``'s pairs
+    ``(i, i+1 .. N-1)`` start at ``i N - i (i + 1) / 2`` and the blocks' kept entries, in
+    row-major order, are consecutive there. Each block holds at most about
+    ``block_elems`` distances."""
+    from .kernels import cpu
+
+    n = wx.shape[0]
+    out = np.empty(n * (n - 1) // 2, dtype=out_dtype)
+    i0 = 0
+    while i0 < n - 1:
+        rows = max(1, min(n - 1 - i0, block_elems // max(1, n - i0)))
+        i1 = i0 + rows
+        d = cpu.pairwise_hamming(wx[i0:i1], wx[i0:], layer_sizes, w, out_dtype)
+        keep = np.arange(n - i0)[None, :] > np.arange(rows)[:, None]
+        start = i0 * n - i0 * (i0 + 1) // 2
+        part = d[keep]
+        out[start : start + part.size] = part
+        i0 = i1
+    return out
 
 
 def _cast(a: Any, dtype: Any) -> Any:

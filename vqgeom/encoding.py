@@ -16,12 +16,11 @@ bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits. A max 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ._arrays import array_module, describe, to_numpy
 from ._trace import EncodingError, Tracer
@@ -279,8 +278,11 @@ def encode(
             f"{tuple(X.shape)}; pass X[None] for one input or X[:, None] for N scalar inputs"
         )
     name = resolve_backend(backend, X)
-    if not (isinstance(model, nn.Module) and name == "cpu"):
-        _check_finite(X)  # the tracer path finds non-finite inputs at their first unit instead
+    fused_layers = _triton_mlp(name, model, X)
+    if fused_layers is None and not (isinstance(model, nn.Module) and name == "cpu"):
+        # The tracer path finds non-finite inputs at their first unit instead, and the
+        # fused Triton encoder counts them inside its kernel: neither reads X twice.
+        _check_finite(X)
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     if isinstance(model, Hyperplanes):
@@ -288,13 +290,23 @@ def encode(
     if name == "numpy":
         return _encode_reference(model, X)
     net = _as_module(model)
-    if name == "triton":
+    if fused_layers is not None:
         from .kernels.triton import encode as tenc
 
-        layers = tenc.mlp_layers(net)
-        if layers is not None and array_module(X) == "torch":
-            return Codes(tenc.encode_mlp(layers, X), *tenc.layer_info(layers))
+        return Codes(tenc.encode_mlp(fused_layers, X, check_finite=True), *tenc.layer_info(fused_layers))
     return _encode_module(net, X, batch_size, allow_non_cpa, progress)
+
+
+def _triton_mlp(name: str, model: Any, X: Any) -> Any:
+    """The layers for the fused Triton encoder when it takes this call (torch input with
+    rows, a plain MLP), else None."""
+    if name != "triton" or isinstance(model, Hyperplanes) or array_module(X) != "torch":
+        return None
+    if X.ndim < 2 or X.shape[0] == 0 or not X.is_floating_point() or X.device.type == "meta":
+        return None
+    from .kernels.triton import encode as tenc
+
+    return tenc.mlp_layers(_as_module(model))
 
 
 def _encode_module(net: nn.Module, X: Any, batch_size: int | None, allow_non_cpa: bool, progress: bool | None) -> Codes:

@@ -81,6 +81,8 @@ _HOST_NUMPY = True
 # The histogram route is chosen automatically while its count arrays (joint and, for CKA, row
 # products, over the largest possible distance values) stay below this many cells (32 MB each).
 _AUTO_HIST_CELLS = 1 << 22
+# Asked for explicitly, the histograms may grow to this many cells (2 GB of int64) before refusing.
+_MAX_HIST_CELLS = 1 << 28
 
 
 # --------------------------------------------------------------------------------------------------
@@ -325,6 +327,11 @@ class _HistAccumulator:
         return np.bincount(idx, minlength=n)
 
     def _grow(self, need: list[int]) -> None:
+        V = [max(v, w) for v, w in zip(self.V, need)]
+        cells = sum(V[a] * V[b] for table in (self.joint, self.prod) for (a, b) in table) + sum(V)
+        if cells > _MAX_HIST_CELLS:
+            raise ValueError(f"method: the histograms of distances up to {[v - 1 for v in V]} would need {cells:,} "
+                             f"cells (more than {_MAX_HIST_CELLS:,}); use method='direct'")
         for a in range(self.m):
             if need[a] > self.V[a]:
                 self.marg[a] = self._pad(self.marg[a], (need[a] - self.V[a],))

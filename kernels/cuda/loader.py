@@ -1,4 +1,11 @@
-"""CuPy backend: the CUDA C packed-Hamming kernel of ``hamming.cu``.
+"""CuPy backend: the CUDA C kernels of ``hamming.cu``.
+
+``method="popcount"``: a plain XOR + popcount kernel (the fallback for cupy arrays when
+Triton is not importable: cupy arrays otherwise go to the Triton kernels through DLPack,
+see :mod:`vqgeom._backend`). ``method="bmma"``: binary tensor-core MMA
+(``mma.sync ... m8n8k128 .b1 .and.popc``, sm_80 and newer) for long codes; it has not
+been run on a GPU yet, so it is never chosen automatically. :func:`bmma_emulate` is its
+numpy twin (the same tiles, fragments and loops), checked against the reference on the CPU.
 
 The source ships with the package and is compiled by ``cupy.RawModule`` at first use,
 once per device (memoised). Nothing here imports cupy until a kernel is asked for, and
@@ -12,12 +19,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["SOURCE_PATH", "source", "get_module", "pairwise_hamming", "OUT_DTYPES"]
+__all__ = ["SOURCE_PATH", "source", "get_module", "pairwise_hamming", "bmma_emulate", "OUT_DTYPES", "METHODS"]
 
 SOURCE_PATH = Path(__file__).with_name("hamming.cu")
 OUT_DTYPES = ("uint8", "int16", "uint16", "int32", "int64", "float32", "float64")
 _MODULES: dict[int, Any] = {}
 _TILE = 16
+_BMMA_TILE = 64  # VQ_BM in hamming.cu
+_BMMA_THREADS = 128
+_MAX_GRID_Y = 65535
+METHODS = ("popcount", "bmma")
 
 
 def source() -> str:
@@ -64,7 +75,7 @@ def _offsets(layer_sizes: Sequence[int]) -> list[int]:
 
 
 def pairwise_hamming(wx: Any, wy: Any, layer_sizes: Sequence[int], weights: Any = None,
-                     out_dtype: Any = np.int32) -> Any:
+                     out_dtype: Any = np.int32, *, method: str = "popcount") -> Any:
     """VQ distances between packed codes on cupy arrays.
 
     Parameters
@@ -79,11 +90,15 @@ def pairwise_hamming(wx: Any, wy: Any, layer_sizes: Sequence[int], weights: Any 
         an integer dtype gives exact integers (up to 2**53, checked), a float dtype reals.
     out_dtype : dtype-like
         One of ``OUT_DTYPES``; must hold ``sum_l w_l B_l`` (checked).
+    method : {"popcount", "bmma"}
+        ``bmma``: binary tensor-core MMA (sm_80 and newer; not yet run on a GPU).
 
     Returns
     -------
     cupy.ndarray, (N, M), ``out_dtype``, on ``wx``'s device
     """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     cupy = _cupy()
     offs = _offsets(layer_sizes)
     for name, a in (("wx", wx), ("wy", wy)):
@@ -131,8 +146,124 @@ def pairwise_hamming(wx: Any, wy: Any, layer_sizes: Sequence[int], weights: Any 
         else:
             per_word = np.concatenate([np.full(offs[l + 1] - offs[l], w[l]) for l in range(len(sizes))] or [[0.0]])
             wword = cupy.asarray(per_word, dtype=np.float64)
+        if method == "bmma":
+            major, minor = (int(c) for c in str(wx.device.compute_capability)[:2])
+            if 10 * major + minor < 80:
+                raise ValueError(f"method: 'bmma' needs a GPU of compute capability 8.0 or newer, got "
+                                 f"{major}.{minor}; use method='popcount'")
+            loff, lw = _bmma_layers(offs, w)
+            loff_d = cupy.asarray(loff)
+            pop = mod.get_function("vq_bmma_rowpop")
+            px = cupy.empty((n, len(loff) - 1), dtype=np.int32)
+            pop(((n + 255) // 256,), (256,), (wx, px, loff_d, np.int32(len(loff) - 1), np.int64(n),
+                                             np.int32(offs[-1])))
+            if sym:
+                py = px
+            else:
+                py = cupy.empty((m, len(loff) - 1), dtype=np.int32)
+                pop(((m + 255) // 256,), (256,), (wy, py, loff_d, np.int32(len(loff) - 1), np.int64(m),
+                                                 np.int32(offs[-1])))
+            kernel = mod.get_function(f"vq_bmma_{dt.name}")
+            grid = (-(-m // _BMMA_TILE), min(-(-n // _BMMA_TILE), _MAX_GRID_Y))
+            kernel(grid, (_BMMA_THREADS,), (wx, wy, px, py, out, cupy.asarray(lw), loff_d,
+                                            np.int32(len(loff) - 1), np.int64(n), np.int64(m),
+                                            np.int32(offs[-1]), np.int32(sym), np.int32(w is not None)))
+            return out
         kernel = mod.get_function(f"vq_hamming_{dt.name}")
-        grid = ((m + _TILE - 1) // _TILE, (n + _TILE - 1) // _TILE)
+        # Row tiles along y (at most 65,535; the kernel loops over the rest).
+        grid = ((m + _TILE - 1) // _TILE, min((n + _TILE - 1) // _TILE, _MAX_GRID_Y))
         kernel(grid, (_TILE, _TILE), (wx, wy, out, wword, np.int64(n), np.int64(m), np.int32(offs[-1]),
                                       np.int32(sym), np.int32(w is not None)))
         return out
+
+
+def _bmma_layers(offs: Sequence[int], w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Word offsets and weights of the layers the bmma kernel loops over: one layer of
+    all words when unweighted (one AND-popcount sum), the real layers otherwise."""
+    if w is None:
+        return np.asarray([0, offs[-1]], dtype=np.int32), np.ones(1)
+    return np.asarray(offs, dtype=np.int32), np.asarray(w, dtype=np.float64)
+
+
+def _popc(a: np.ndarray) -> np.ndarray:
+    """Bit count of each uint32 element (int64)."""
+    a = a.astype(np.uint32)
+    return np.unpackbits(a.view(np.uint8).reshape(a.shape + (4,)), axis=-1).sum(axis=-1).astype(np.int64)
+
+
+def _mma_and_popc(acc: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``mma.sync.aligned.m8n8k128.row.col.s32.b1.b1.s32.and.popc`` on one warp's
+    fragments: ``a``, ``b`` (32,) uint32 (lane 4 g + t: word t of row / column g),
+    ``acc`` (32, 2) int64 (lane 4 g + t, slot h: element (g, 2 t + h)), updated in place."""
+    A = a.reshape(8, 4)  # (row g, word t)
+    B = b.reshape(8, 4)  # (column g, word t)
+    D = _popc(A[:, None, :] & B[None, :, :]).sum(axis=-1)  # (8, 8)
+    acc += D.reshape(8, 4, 2).reshape(32, 2)
+
+
+def bmma_emulate(wx: np.ndarray, wy: np.ndarray | None, layer_sizes: Sequence[int], weights: Any = None,
+                 out_dtype: Any = np.int32, grid_y: int | None = None) -> np.ndarray:
+    """The ``vq_bmma_*`` kernel of ``hamming.cu`` step by step in numpy, one warp's 32
+    lanes at a time: the same block and warp tiles, K slices of 4 words per layer,
+    fragments, row popcounts and combination ``P(x) + P(y) - 2 AND``, mirror stores and
+    folded grid (``grid_y`` row-tile programs, default as the loader launches). For
+    tests on machines without a GPU (slow: small inputs only)."""
+    wx = np.ascontiguousarray(wx, dtype=np.uint32)
+    sym = wy is None
+    wy = wx if sym else np.ascontiguousarray(wy, dtype=np.uint32)
+    offs = _offsets(layer_sizes)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    loff, lw = _bmma_layers(offs, w)
+    n, m, nw = wx.shape[0], wy.shape[0], offs[-1]
+    n_layers = len(loff) - 1
+    px = np.stack([_popc(wx[:, loff[l]:loff[l + 1]]).sum(axis=1) for l in range(n_layers)], axis=1)
+    py = px if sym else np.stack([_popc(wy[:, loff[l]:loff[l + 1]]).sum(axis=1) for l in range(n_layers)], axis=1)
+    out = np.full((n, m), 255 if np.dtype(out_dtype).kind in "iu" else np.nan).astype(out_dtype)  # poisoned
+    lane = np.arange(32)
+    g, t = lane >> 2, lane & 3
+    row_tiles = -(-n // _BMMA_TILE)
+    grid = (-(-m // _BMMA_TILE), min(row_tiles, _MAX_GRID_Y) if grid_y is None else grid_y)
+
+    def load(src: np.ndarray, rows: np.ndarray, words: np.ndarray, ok: np.ndarray, limit: int) -> np.ndarray:
+        keep = ok & (rows < limit)
+        return np.where(keep, src[np.minimum(rows, limit - 1), np.minimum(words, nw - 1)], 0).astype(np.uint32)
+
+    for bj in range(grid[0]):
+        for by in range(grid[1]):
+            for bi in range(by, row_tiles, grid[1]):
+                if sym and bj < bi:
+                    continue
+                for warp in range(_BMMA_THREADS // 32):
+                    r0 = bi * _BMMA_TILE + (warp >> 1) * 32
+                    c0 = bj * _BMMA_TILE + (warp & 1) * 32
+                    tot = np.zeros((4, 4, 32, 2), dtype=np.float64 if w is not None else np.int64)
+                    for l in range(n_layers):
+                        acc = np.zeros((4, 4, 32, 2), dtype=np.int64)
+                        for k in range(loff[l], loff[l + 1], 4):
+                            word = k + t
+                            inw = word < loff[l + 1]
+                            a = [load(wx, r0 + i * 8 + g, word, inw, n) for i in range(4)]
+                            b = [load(wy, c0 + i * 8 + g, word, inw, m) for i in range(4)]
+                            for i in range(4):
+                                for j in range(4):
+                                    _mma_and_popc(acc[i, j], a[i], b[j])
+                        for i in range(4):
+                            r = r0 + i * 8 + g
+                            pxl = np.where(r < n, px[np.minimum(r, n - 1), l], 0)
+                            for j in range(4):
+                                for h in range(2):
+                                    c = c0 + j * 8 + 2 * t + h
+                                    pyl = np.where(c < m, py[np.minimum(c, m - 1), l], 0)
+                                    d = pxl + pyl - 2 * acc[i, j, :, h]
+                                    tot[i, j, :, h] += lw[l] * d if w is not None else d
+                    for i in range(4):
+                        for j in range(4):
+                            for h in range(2):
+                                r = r0 + i * 8 + g
+                                c = c0 + j * 8 + 2 * t + h
+                                ok = (r < n) & (c < m)
+                                v = tot[i, j, ok, h].astype(out_dtype)
+                                out[r[ok], c[ok]] = v
+                                if sym and bi != bj:
+                                    out[c[ok], r[ok]] = v
+    return out

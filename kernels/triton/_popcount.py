@@ -18,7 +18,7 @@ from vqgeom.codes import layer_word_offsets
 
 __all__ = ["popcount32", "triangle_tile", "hw_popcount", "check_words", "layer_offsets", "layer_weights", "INT32_MAX",
            "ensure_allocator", "tma_ok", "small_array",
-           "to_acc", "add_layer"]
+           "to_acc", "add_layer", "condensed_index"]
 
 # One definition of the word layout: the Codes module's.
 layer_offsets = layer_word_offsets
@@ -69,6 +69,13 @@ def add_layer(total, d, W, WEIGHTED: tl.constexpr):
 
 
 @triton.jit
+def condensed_index(om, on, n):
+    """Position of pair ``(i, j)``, ``i < j``, in scipy's condensed (``pdist``) layout of
+    ``n`` rows: ``i n - i (i + 1) / 2 + j - i - 1`` (int64 tiles ``om[:, None]``, ``on[None, :]``)."""
+    return (om * n - om * (om + 1) // 2 - om - 1)[:, None] + on[None, :]
+
+
+@triton.jit
 def triangle_tile(t):
     """Map a linear id ``t`` to the tile ``(row, col)`` with ``row <= col`` (upper triangle).
 
@@ -84,7 +91,9 @@ def triangle_tile(t):
 
 def hw_popcount(t: Any) -> bool:
     """Whether kernels on ``t`` are compiled for a GPU (else they run in the interpreter)."""
-    return bool(t.is_cuda)
+    from ._device import capturing
+
+    return bool(t.is_cuda) or capturing() is not None
 
 
 def check_words(name: str, w: Any, n_words: int | None = None) -> None:
@@ -142,9 +151,9 @@ def tma_ok(t: Any) -> bool:
     """Whether bulk tensor copies can address the 2-D tensor ``t``: unit stride along
     rows, 16-byte aligned base and row stride, and on a GPU a Hopper or newer one (CPU
     tensors run in the interpreter, which emulates the copies)."""
-    import torch
+    from ._device import device_info
 
-    if t.is_cuda and torch.cuda.get_device_capability(t.device)[0] < 9:
+    if not device_info(t).tma:
         return False
     return t.stride(1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
 

@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._device import device_info, guarded, launch
 from ._popcount import check_words, ensure_allocator, hw_popcount, layer_offsets, small_array, tma_ok
 from .hamming import word_distance
 
@@ -241,11 +242,35 @@ def _pack_store(pre, l, offs_m, mm, SIZES, WOFF, OUT, sout, BM: tl.constexpr, HP
     tl.store(ptr, words, mask=mm[:, None] & (wi[None, :] < nw))
 
 
+# float32's largest finite value: |x| above it is infinite.
+_FLT_MAX = tl.constexpr(3.4028234663852886e38)
+
+
+@triton.jit
+def _flag_nonfinite(pre, l, mm, mu, FLAGS):
+    """Add layer ``l``'s non-finite pre-activations (rows ``mm``, units ``mu``) and the rows
+    holding any to ``FLAGS[2 l]`` and ``FLAGS[2 l + 1]`` (int64; atomics only when some)."""
+    bad = ((pre != pre) | (tl.abs(pre) > _FLT_MAX)) & mm[:, None] & mu[None, :]
+    per_row = tl.sum(bad.to(tl.int32), axis=1)
+    count = tl.sum(per_row, axis=0)
+    if count > 0:
+        tl.atomic_add(FLAGS + 2 * l, count.to(tl.int64))
+        tl.atomic_add(FLAGS + 2 * l + 1, tl.sum((per_row > 0).to(tl.int32), axis=0).to(tl.int64))
+
+
 @triton.jit
 def _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L, pid,
                   BM: tl.constexpr, BK: tl.constexpr, HP: tl.constexpr, UPW: tl.constexpr,
-                  PREC: tl.constexpr, TMA: tl.constexpr = False, STAGES: tl.constexpr = 3):
-    """Encode rows ``[pid * BM, (pid + 1) * BM)``; ``X`` is a tensor descriptor when ``TMA``."""
+                  PREC: tl.constexpr, TMA: tl.constexpr = False, STAGES: tl.constexpr = 3,
+                  FLAGS=None, CHECK: tl.constexpr = False):
+    """Encode rows ``[pid * BM, (pid + 1) * BM)``; ``X`` is a tensor descriptor when ``TMA``.
+
+    ``CHECK``: count non-finite pre-activations per layer into ``FLAGS`` (see
+    :func:`_flag_nonfinite`). A NaN or infinity in a row of X makes every layer-0
+    pre-activation of that row non-finite (``0 * inf`` is NaN, and NaN and inf propagate
+    through sums, in every precision mode), so layer 0's row count is the number of rows
+    of X holding one (or overflowing float32 in the first product): X is checked without
+    a second pass over it."""
     offs_m = pid * BM + tl.arange(0, BM)
     mm = offs_m < N
     hcol = tl.arange(0, HP)
@@ -266,32 +291,36 @@ def _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L,
             w = tl.load(W0T + kk[:, None] * HP + hcol[None, :], mask=mk[:, None], other=0.0)
         acc = tl.dot(x, w, acc, input_precision=PREC)
     pre = acc + tl.load(BIAS + hcol)[None, :]
+    if CHECK:
+        _flag_nonfinite(pre, 0, mm, hcol < tl.load(SIZES), FLAGS)
     _pack_store(pre, 0, offs_m, mm, SIZES, WOFF, OUT, sout, BM, HP, UPW)
     h = tl.where(pre >= 0, pre, pre * tl.load(SLOPE + hcol)[None, :])
     for l in range(1, L):
         w = tl.load(WH + (l - 1) * HP * HP + hcol[:, None] * HP + hcol[None, :])
         pre = tl.dot(h, w, input_precision=PREC) + tl.load(BIAS + l * HP + hcol)[None, :]
+        if CHECK:
+            _flag_nonfinite(pre, l, mm, hcol < tl.load(SIZES + l), FLAGS)
         _pack_store(pre, l, offs_m, mm, SIZES, WOFF, OUT, sout, BM, HP, UPW)
         h = tl.where(pre >= 0, pre, pre * tl.load(SLOPE + l * HP + hcol)[None, :])
     return offs_m, mm
 
 
 @triton.jit
-def _fused_encode_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L,
+def _fused_encode_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L, FLAGS,
                          BM: tl.constexpr, BK: tl.constexpr, HP: tl.constexpr, UPW: tl.constexpr,
-                         PREC: tl.constexpr, TMA: tl.constexpr, STAGES: tl.constexpr):
+                         PREC: tl.constexpr, TMA: tl.constexpr, STAGES: tl.constexpr, CHECK: tl.constexpr):
     """Row blocks ``program_id(0), + num_programs(0), ...`` (one each unless the grid is persistent)."""
     if TMA:
         X = tl.make_tensor_descriptor(X, shape=[N, D], strides=[sxn, 1], block_shape=[BM, BK])
     for blk in range(tl.program_id(0), tl.cdiv(N, BM), tl.num_programs(0)):
         _encode_block(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, OUT, sout, L, blk,
-                      BM, BK, HP, UPW, PREC, TMA, STAGES)
+                      BM, BK, HP, UPW, PREC, TMA, STAGES, FLAGS, CHECK)
 
 
 @triton.jit
-def _layer_kernel(X, WT, BIAS, SLOPE, OUT, HOUT, N, D, H, sxn, sout, shn, woff,
+def _layer_kernel(X, WT, BIAS, SLOPE, OUT, HOUT, N, D, H, sxn, sout, shn, woff, FLAGS, layer,
                   WRITE_H: tl.constexpr, BM: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr,
-                  PREC: tl.constexpr):
+                  PREC: tl.constexpr, CHECK: tl.constexpr):
     """One layer: (BM rows, BH units) tile of pre-activations -> words (+ activations)."""
     pid_m = tl.program_id(0)
     pid_h = tl.program_id(1)
@@ -309,6 +338,8 @@ def _layer_kernel(X, WT, BIAS, SLOPE, OUT, HOUT, N, D, H, sxn, sout, shn, woff,
         w = tl.load(WT + kk[:, None] * H + offs_h[None, :], mask=mk[:, None] & mh[None, :], other=0.0)
         acc = tl.dot(x, w, acc, input_precision=PREC)
     pre = acc + tl.load(BIAS + offs_h, mask=mh, other=0.0)[None, :]
+    if CHECK:
+        _flag_nonfinite(pre, layer, mm, mh, FLAGS)
     bits = ((pre >= 0) & mh[None, :]).to(tl.int32)
     bits = tl.reshape(bits, (BM, BH // 32, 32))
     words = tl.sum(bits << tl.arange(0, 32)[None, None, :], axis=2)
@@ -339,8 +370,9 @@ def _fused_config(hp: int) -> dict:
     return dict(bm=bm, bk=bk, num_warps=4, num_stages=3, tma=False, programs=None)
 
 
+@guarded("X")
 def encode_mlp(layers: Sequence[tuple] | MLPStack, X: torch.Tensor, *, precision: str = "tf32x3",
-               fused: bool | None = None, config: dict | None = None) -> torch.Tensor:
+               fused: bool | None = None, config: dict | None = None, check_finite: bool = True) -> torch.Tensor:
     """Packed VQ codes of an MLP, computed on the GPU (or in the Triton interpreter).
 
     Parameters
@@ -363,6 +395,10 @@ def encode_mlp(layers: Sequence[tuple] | MLPStack, X: torch.Tensor, *, precision
         loads of X, where the GPU and X's row alignment allow) and ``programs`` (a
         persistent grid of that many programs; None: one per row block). Defaults by
         width (``ENCODER_CONFIG`` for layers of at most 32 units, measured on an H200).
+    check_finite : bool
+        Count non-finite pre-activations per layer inside the kernels (no separate pass
+        over X) and raise a ``ValueError`` naming the first such layer and how many
+        values and rows; costs one small device-to-host read after the launch.
 
     Returns
     -------
@@ -383,6 +419,7 @@ def encode_mlp(layers: Sequence[tuple] | MLPStack, X: torch.Tensor, *, precision
     out = torch.empty((n, n_words), dtype=torch.int32, device=dev)
     if n == 0:
         return out
+    flags = torch.zeros((len(st.sizes), 2), dtype=torch.int64, device=dev) if check_finite else out
     if use_fused:
         cfg = _fused_config(st.hp)
         unknown = set(config or {}) - set(cfg)
@@ -397,11 +434,14 @@ def encode_mlp(layers: Sequence[tuple] | MLPStack, X: torch.Tensor, *, precision
             ensure_allocator(X.device)
         blocks = triton.cdiv(n, bm)
         programs = blocks if cfg["programs"] is None else max(1, min(blocks, int(cfg["programs"])))
-        _fused_encode_kernel[(programs,)](
+        launch(
+            _fused_encode_kernel, (programs,),
             X, n, st.d_in, X.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, out,
-            out.stride(0), len(st.sizes), BM=bm, BK=bk, HP=st.hp, UPW=min(32, st.hp), PREC=precision,
-            TMA=tma, STAGES=int(cfg["num_stages"]), num_warps=int(cfg["num_warps"]),
+            out.stride(0), len(st.sizes), flags, BM=bm, BK=bk, HP=st.hp, UPW=min(32, st.hp), PREC=precision,
+            TMA=tma, STAGES=int(cfg["num_stages"]), CHECK=bool(check_finite), num_warps=int(cfg["num_warps"]),
         )
+        if check_finite:
+            _raise_nonfinite(flags, layers, n)
         return out
     h = X
     woffs = layer_offsets(st.sizes)
@@ -410,12 +450,36 @@ def encode_mlp(layers: Sequence[tuple] | MLPStack, X: torch.Tensor, *, precision
         last = l == len(st.layers) - 1
         hout = h if last else torch.empty((n, width), dtype=torch.float32, device=dev)
         bm, bh, bk = 64, 64, 32
-        _layer_kernel[(triton.cdiv(n, bm), triton.cdiv(width, bh))](
-            h, wt, b, s, out, hout, n, d, width, h.stride(0), out.stride(0), hout.stride(0), woffs[l],
-            WRITE_H=not last, BM=bm, BH=bh, BK=bk, PREC=precision, num_warps=4,
+        launch(
+            _layer_kernel, (triton.cdiv(n, bm), triton.cdiv(width, bh)),
+            h, wt, b, s, out, hout, n, d, width, h.stride(0), out.stride(0), hout.stride(0), woffs[l], flags, l,
+            WRITE_H=not last, BM=bm, BH=bh, BK=bk, PREC=precision, CHECK=bool(check_finite), num_warps=4,
         )
         h = hout
+    if check_finite:
+        _raise_nonfinite(flags, layers, n)
     return out
+
+
+def _raise_nonfinite(flags: torch.Tensor, layers: Any, n: int) -> None:
+    """Raise a ``ValueError`` for the first layer with non-finite pre-activations."""
+    counts = flags.cpu()
+    bad = torch.nonzero(counts[:, 0]).flatten()
+    if bad.numel() == 0:
+        return
+    l = int(bad[0])
+    values, rows = int(counts[l, 0]), int(counts[l, 1])
+    names = getattr(layers, "names", ()) or ()
+    label = f"layer {l} ({names[l]!r})" if l < len(names) else f"layer {l}"
+    if l == 0:
+        raise ValueError(
+            f"X: expected finite values, got NaN or inf in {rows} of {n} rows (or values that overflow float32): "
+            f"{values} pre-activations of {label} are not finite"
+        )
+    raise ValueError(
+        f"X: the inputs are finite but {label} overflows float32: {values} of its pre-activations are not "
+        f"finite, in {rows} of {n} rows"
+    )
 
 
 @triton.jit
@@ -444,6 +508,7 @@ def _query_kernel(X, N, D, sxn, W0T, WH, BIAS, SLOPE, SIZES, WOFF, CODES, scn, L
         tl.store(ptr, total.to(DOUT.dtype.element_ty), mask=mm[:, None] & mn[None, :])
 
 
+@guarded("Xq")
 def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.Tensor, weights: Any = None,
                     out_dtype: torch.dtype = torch.int32, *, fused: bool | None = None,
                     precision: str = "tf32x3", splits: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -510,10 +575,13 @@ def query_distances(layers: Sequence[tuple], Xq: torch.Tensor, ref_words: torch.
     bn = 64
     blocks = triton.cdiv(n, bm)
     if splits is None:
-        splits = max(1, min(triton.cdiv(m, bn), triton.cdiv(4 * 132, blocks)))
+        splits = max(1, min(triton.cdiv(m, bn), triton.cdiv(4 * device_info(Xq).sm_count, blocks)))
     chunk = triton.cdiv(triton.cdiv(max(m, 1), splits), bn) * bn
+    # Reference chunks go along the grid's y axis: at most 65,535 of them.
+    chunk = max(chunk, triton.cdiv(triton.cdiv(max(m, 1), 65535), bn) * bn)
     splits = max(1, triton.cdiv(m, chunk))
-    _query_kernel[(blocks, splits)](
+    launch(
+        _query_kernel, (blocks, splits),
         Xq, n, st.d_in, Xq.stride(0), st.w0t, st.wh, st.bias, st.slope, st.sizes_t, st.woff_t, qw, qw.stride(0),
         len(st.sizes), ref_words, m, ref_words.stride(0), dist, dist.stride(0), loff, wgt, nl, chunk,
         WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), HW=hw_popcount(Xq), BM=bm, BN=bn, BK=bk, HP=st.hp,

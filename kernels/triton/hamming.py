@@ -20,8 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._popcount import (INT32_MAX, add_layer, check_words, layer_weights, hw_popcount, layer_offsets, popcount32,
-                        small_array, to_acc, triangle_tile)
+from ._device import capturing, fold_rows, guarded, launch
+from ._popcount import (INT32_MAX, add_layer, check_words, condensed_index, layer_weights, hw_popcount,
+                        layer_offsets, popcount32, small_array, to_acc, triangle_tile)
 
 __all__ = ["pairwise_hamming", "popcount_hamming", "word_distance", "static_words", "INT8_MIN_WORDS", "OUT_DTYPES", "prepare_weights"]
 
@@ -80,13 +81,25 @@ def _popc_hamming_kernel(
     X, Y, OUT, LOFF, WGT,
     N, M, L, sxn, syn, son, som,
     SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr, HW: tl.constexpr,
-    BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr, CONDENSED: tl.constexpr,
 ):
+    """Symmetric: tile ``triangle_tile(program_id(0))``. Cross: column tile
+    ``program_id(0)`` (the grid's x axis holds up to 2^31 - 1) for row tiles
+    ``program_id(1), + num_programs(1), ...`` (y holds at most 65,535)."""
     if SYM:
         pid_m, pid_n = triangle_tile(tl.program_id(0))
+        _popc_tile(X, Y, OUT, LOFF, WGT, N, M, L, sxn, syn, son, som, pid_m, pid_n,
+                   SYM, WEIGHTED, FLOAT_ACC, HW, BM, BN, NW, CONDENSED)
     else:
-        pid_m = tl.program_id(0)
-        pid_n = tl.program_id(1)
+        for pid_m in range(tl.program_id(1), tl.cdiv(N, BM), tl.num_programs(1)):
+            _popc_tile(X, Y, OUT, LOFF, WGT, N, M, L, sxn, syn, son, som, pid_m, tl.program_id(0),
+                       SYM, WEIGHTED, FLOAT_ACC, HW, BM, BN, NW, CONDENSED)
+
+
+@triton.jit
+def _popc_tile(X, Y, OUT, LOFF, WGT, N, M, L, sxn, syn, son, som, pid_m, pid_n,
+               SYM: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr, HW: tl.constexpr,
+               BM: tl.constexpr, BN: tl.constexpr, NW: tl.constexpr, CONDENSED: tl.constexpr):
     offs_m = pid_m * BM + tl.arange(0, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
     mm = offs_m < N
@@ -97,10 +110,15 @@ def _popc_hamming_kernel(
     res = total.to(OUT.dtype.element_ty)
     om = offs_m.to(tl.int64)
     on = offs_n.to(tl.int64)
-    tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
-    if SYM:
-        if pid_m != pid_n:
-            tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res), mask=mn[:, None] & mm[None, :])
+    if CONDENSED:
+        # son holds N: pairs i < j only, in scipy's pdist order.
+        keep = mm[:, None] & mn[None, :] & (on[None, :] > om[:, None])
+        tl.store(OUT + condensed_index(om, on, son), res, mask=keep)
+    else:
+        tl.store(OUT + om[:, None] * son + on[None, :] * som, res, mask=mm[:, None] & mn[None, :])
+        if SYM:
+            if pid_m != pid_n:
+                tl.store(OUT + on[:, None] * son + om[None, :] * som, tl.trans(res), mask=mn[:, None] & mm[None, :])
 
 
 def prepare_weights(
@@ -139,10 +157,14 @@ def weight_dtype(acc: int) -> torch.dtype:
     return (torch.int32, torch.float32, torch.float64, torch.int64)[int(acc)]
 
 
-def _alloc_out(n: int, m: int, out_dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def alloc_out(n: int, m: int, out_dtype: torch.dtype, device: torch.device, condensed: bool = False) -> torch.Tensor:
+    """The result: (N, M), or with ``condensed`` the (N (N - 1) / 2,) upper triangle."""
+    if condensed:
+        return torch.empty((n * (n - 1) // 2,), dtype=out_dtype, device=device)
     return torch.empty((n, m), dtype=out_dtype, device=device)
 
 
+@guarded("wx")
 def popcount_hamming(
     wx: torch.Tensor,
     wy: torch.Tensor | None,
@@ -152,6 +174,7 @@ def popcount_hamming(
     *,
     block: tuple[int, int] = (64, 64),
     num_warps: int = 4,
+    condensed: bool = False,
 ) -> torch.Tensor:
     """Pairwise distances by XOR + popcount (see :func:`pairwise_hamming` for the arguments)."""
     offs = layer_offsets(layer_sizes)
@@ -163,10 +186,12 @@ def popcount_hamming(
     w, float_acc, _ = prepare_weights(layer_sizes, weights, out_dtype)
     wx = wx.contiguous()
     sym = wy is None
+    if condensed and not sym:
+        raise ValueError("condensed: the condensed layout is for one code set (wy=None), got a second set wy")
     wy = wx if sym else wy.contiguous()
     n, m = wx.shape[0], wy.shape[0]
-    out = _alloc_out(n, m, out_dtype, wx.device)
-    if n == 0 or m == 0:
+    out = alloc_out(n, m, out_dtype, wx.device, condensed)
+    if out.numel() == 0:
         return out
     dev = wx.device
     if w is None:
@@ -184,11 +209,13 @@ def popcount_hamming(
         t = triton.cdiv(n, bm)
         grid = (t * (t + 1) // 2,)
     else:
-        grid = (triton.cdiv(n, bm), triton.cdiv(m, bn))
-    _popc_hamming_kernel[grid](
-        wx, wy, out, loff, wgt, n, m, n_layers, wx.stride(0), wy.stride(0), out.stride(0), out.stride(1),
+        grid = (triton.cdiv(m, bn), fold_rows(triton.cdiv(n, bm)))
+    launch(
+        _popc_hamming_kernel, grid,
+        wx, wy, out, loff, wgt, n, m, n_layers, wx.stride(0), wy.stride(0),
+        n if condensed else out.stride(0), 1 if condensed else out.stride(1),
         SYM=sym, WEIGHTED=w is not None, FLOAT_ACC=int(float_acc), HW=hw_popcount(wx), BM=bm, BN=bn,
-        NW=static_words(offs[-1], w is not None), num_warps=num_warps,
+        NW=static_words(offs[-1], w is not None), CONDENSED=bool(condensed), num_warps=num_warps,
     )
     return out
 
@@ -201,6 +228,7 @@ def pairwise_hamming(
     out_dtype: torch.dtype = torch.int32,
     *,
     method: str = "auto",
+    condensed: bool = False,
 ) -> torch.Tensor:
     """VQ distances between packed codes on the GPU (or in the Triton interpreter).
 
@@ -224,10 +252,15 @@ def pairwise_hamming(
     method : {"auto", "popcount", "int8"}
         ``auto`` takes the int8 tensor-core kernel for codes of at least ``INT8_MIN_WORDS``
         words on a GPU (the measured crossover), else XOR + popcount.
+    condensed : bool
+        With ``wy=None``: only the pairs ``i < j``, as a 1-D array in scipy's ``pdist``
+        order (``scipy.spatial.distance.squareform`` turns it into the matrix): half the
+        bytes written.
 
     Returns
     -------
-    torch.Tensor, shape (N, M) (or (N, N)), dtype ``out_dtype``, on ``wx``'s device
+    torch.Tensor, shape (N, M) (or (N, N), or (N (N - 1) / 2,) condensed), dtype
+    ``out_dtype``, on ``wx``'s device
         Integer results are exact; real weights carry one rounding per layer in the
         output's precision (relative error below ``L * 2**-24`` in float32, ``L * 2**-53``
         in float64).
@@ -236,10 +269,10 @@ def pairwise_hamming(
         raise ValueError(f"method: expected 'auto', 'popcount' or 'int8', got {method!r}")
     if method == "auto":
         n_words = layer_offsets(layer_sizes)[-1]
-        on_gpu = isinstance(wx, torch.Tensor) and wx.is_cuda
+        on_gpu = isinstance(wx, torch.Tensor) and (wx.is_cuda or capturing() is not None)
         method = "int8" if on_gpu and n_words >= INT8_MIN_WORDS else "popcount"
     if method == "int8":
         from .int8 import int8_hamming
 
-        return int8_hamming(wx, wy, layer_sizes, weights, out_dtype)
-    return popcount_hamming(wx, wy, layer_sizes, weights, out_dtype)
+        return int8_hamming(wx, wy, layer_sizes, weights, out_dtype, condensed=condensed)
+    return popcount_hamming(wx, wy, layer_sizes, weights, out_dtype, condensed=condensed)

@@ -30,6 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._device import device_info, guarded, launch
 from ._popcount import INT32_MAX, check_words, layer_offsets, layer_weights, small_array
 from .int8 import pm1_codes, segment_args, segment_distance, static_k
 
@@ -40,6 +41,13 @@ _LOG2E = 1.4426950408889634
 
 def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
+
+
+def _static_k(p, f16: bool) -> int:
+    """``KT`` for the kernels: unrolled one-segment K, except with float16 dots (sm_75),
+    where K is looped in blocks (unrolled, the ahead-of-time compile for sm_75 spilled
+    kilobytes per thread and overran the 64 KB of shared memory)."""
+    return 0 if f16 else static_k(p)
 
 
 def _codes(name: str, words: torch.Tensor, layer_sizes: Sequence[int], weights: Any, exact: bool = False):
@@ -72,7 +80,7 @@ def _divisor(divisor: Any, name: str = "divisor") -> float:
 def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son, coef, KV,
                     SQUARED: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
                     USE_DOT: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                    KVP: tl.constexpr, KT: tl.constexpr):
+                    KVP: tl.constexpr, KT: tl.constexpr, F16: tl.constexpr):
     pid = tl.program_id(0)
     offs_m = pid * BM + tl.arange(0, BM)
     mm = offs_m < N
@@ -82,7 +90,7 @@ def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son,
         offs_n = n0 + tl.arange(0, BN)
         mn = offs_n < M
         d = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
-                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT).to(tl.float32)
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT, F16).to(tl.float32)
         if SQUARED:
             d = d * d
         kt = tl.where(mn[None, :], tl.exp2(d * coef), 0.0)
@@ -99,6 +107,7 @@ def _heat_mm_kernel(S, T, V, OUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn, svn, son,
     tl.store(ptr, acc, mask=mm[:, None] & (kc < KV)[None, :])
 
 
+@guarded("wx")
 def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, sigma2: float, *,
                 wy: torch.Tensor | None = None, weights: Any = None, squared: bool = False, divisor: int = 1,
                 block: tuple[int, int] = (128, 64), num_warps: int = 4) -> torch.Tensor:
@@ -150,11 +159,13 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
     use_dot = kv > 4
     kvp = max(16, _next_pow2(kv)) if use_dot else _next_pow2(kv)
     bm, bn = block
-    _heat_mm_kernel[(triton.cdiv(n, bm),)](
+    f16 = not device_info(wx).int8_mma
+    launch(
+        _heat_mm_kernel, (triton.cdiv(n, bm),),
         px.s, py.s, V2, out, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         V2.stride(0), out.stride(0), -_LOG2E / (float(sigma2) * div), kv,
         SQUARED=bool(squared), WEIGHTED=w is not None, FLOAT_ACC=float_acc, USE_DOT=use_dot,
-        BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=static_k(px), num_warps=num_warps,
+        BM=bm, BN=bn, BK=px.seg, KVP=kvp, KT=_static_k(px, f16), F16=f16, num_warps=num_warps,
     )
     return out[:, 0] if vec else out
 
@@ -163,7 +174,7 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
 def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2, COEF, COEF2, N, s1n, s2n,
                    NS: tl.constexpr, SQUARED: tl.constexpr, W1: tl.constexpr, F1: tl.constexpr,
                    W2: tl.constexpr, F2: tl.constexpr, B: tl.constexpr, BK1: tl.constexpr,
-                   BK2: tl.constexpr, SP: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr):
+                   BK2: tl.constexpr, SP: tl.constexpr, KT1: tl.constexpr, KT2: tl.constexpr, F16: tl.constexpr):
     pid = tl.program_id(0)
     offs_m = pid * B + tl.arange(0, B)
     mm = offs_m < N
@@ -176,9 +187,9 @@ def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2
         offs_n = n0 + tl.arange(0, B)
         mn = offs_n < N
         d1 = segment_distance(S1, S1, offs_m, offs_n, mm, mn, s1n, s1n, KOFF1, BL1, WGT1, NSEG1,
-                              W1, F1, B, B, BK1, KT1).to(tl.float32)
+                              W1, F1, B, B, BK1, KT1, F16).to(tl.float32)
         d2 = segment_distance(S2, S2, offs_m, offs_n, mm, mn, s2n, s2n, KOFF2, BL2, WGT2, NSEG2,
-                              W2, F2, B, B, BK2, KT2).to(tl.float32)
+                              W2, F2, B, B, BK2, KT2, F16).to(tl.float32)
         if SQUARED:
             d1 = d1 * d1
             d2 = d2 * d2
@@ -199,6 +210,7 @@ def _cosine_kernel(S1, S2, OUT, KOFF1, BL1, WGT1, NSEG1, KOFF2, BL2, WGT2, NSEG2
     tl.store(base + 2 * SP, a22, mask=keep)
 
 
+@guarded("words_a")
 def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Tensor, sizes_b: Sequence[int],
                 sigma2s: Sequence[float], *, weights_a: Any = None, weights_b: Any = None,
                 squared: bool = False, divisor_a: int = 1, divisor_b: int = 1, block: int = 64,
@@ -249,10 +261,13 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
     out = torch.zeros((n, 3, sp), dtype=torch.float32, device=dev)
     ka, ba, ga = segment_args(pa, wa, fa, dev)
     kb, bb, gb = segment_args(pb, wb, fb, dev)
-    _cosine_kernel[(triton.cdiv(n, block),)](
+    f16 = not device_info(dev).int8_mma
+    launch(
+        _cosine_kernel, (triton.cdiv(n, block),),
         pa.s, pb.s, out, ka, ba, ga, len(pa.units), kb, bb, gb, len(pb.units), coef, coef2, n, pa.s.stride(0),
         pb.s.stride(0), NS=ns, SQUARED=bool(squared), W1=wa is not None, F1=fa, W2=wb is not None, F2=fb,
-        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=static_k(pa), KT2=static_k(pb), num_warps=num_warps,
+        B=block, BK1=pa.seg, BK2=pb.seg, SP=sp, KT1=_static_k(pa, f16), KT2=_static_k(pb, f16), F16=f16,
+        num_warps=num_warps,
     )
     sums = out.double().sum(dim=0).cpu().numpy()[:, :ns]  # (3, NS)
     return sums[0] / np.sqrt(sums[1] * sums[2])
@@ -261,7 +276,7 @@ def heat_cosine(words_a: torch.Tensor, sizes_a: Sequence[int], words_b: torch.Te
 @triton.jit
 def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
                 K: tl.constexpr, KP: tl.constexpr, WEIGHTED: tl.constexpr, FLOAT_ACC: tl.constexpr,
-                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr):
+                BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, KT: tl.constexpr, F16: tl.constexpr):
     pid = tl.program_id(0)
     offs_m = pid * BM + tl.arange(0, BM)
     mm = offs_m < N
@@ -275,7 +290,7 @@ def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
         offs_n = n0 + tl.arange(0, BN)
         mn = offs_n < M
         d = segment_distance(S, T, offs_m, offs_n, mm, mn, ssn, stn, KOFF, BL, WGT, NSEG,
-                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT)
+                             WEIGHTED, FLOAT_ACC, BM, BN, BK, KT, F16)
         dbits = d.to(tl.int32, bitcast=True).to(tl.int64)  # non-negative: bit order = value order
         keys = tl.where(mn[None, :], (dbits << 32) | offs_n.to(tl.int64)[None, :], BIG)
         worst = tl.max(best, axis=1)
@@ -297,6 +312,7 @@ def _knn_kernel(S, T, DOUT, IOUT, KOFF, BL, WGT, N, M, NSEG, ssn, stn,
         tl.store(IOUT + offs_m.to(tl.int64) * K + i, low & 0xFFFFFFFF, mask=mm)
 
 
+@guarded("wx")
 def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tensor | None = None,
         weights: Any = None, block: tuple[int, int] = (64, 64), num_warps: int = 4
         ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -334,9 +350,11 @@ def knn(wx: torch.Tensor, layer_sizes: Sequence[int], k: int, *, wy: torch.Tenso
         return dout, iout
     koff, bl, wgt = segment_args(px, w, float_acc, dev)
     bm, bn = block
-    _knn_kernel[(triton.cdiv(n, bm),)](
+    f16 = not device_info(dev).int8_mma
+    launch(
+        _knn_kernel, (triton.cdiv(n, bm),),
         px.s, py.s, dout, iout, koff, bl, wgt, n, m, len(px.units), px.s.stride(0), py.s.stride(0),
         K=k, KP=max(2, _next_pow2(k)), WEIGHTED=w is not None, FLOAT_ACC=float_acc, BM=bm, BN=bn, BK=px.seg,
-        KT=static_k(px), num_warps=num_warps,
+        KT=_static_k(px, f16), F16=f16, num_warps=num_warps,
     )
     return dout, iout

@@ -5,7 +5,7 @@ matplotlib is imported on first use; pass an ``ax`` to draw into an existing fig
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -135,6 +135,18 @@ def plot_graph(part: Partition, ax: Any = None, *, node_size: float = 6.0, linew
     return ax
 
 
+def _marker_area(counts: Any) -> np.ndarray:
+    """Marker area (points^2) of :func:`plot_distance_scatter` for a number of pairs."""
+    return 8 + 12 * np.log1p(np.asarray(counts, dtype=np.float64))
+
+
+def count_legend(ax: Any, counts: Sequence[int] = (1, 10, 100), **kwargs: Any) -> Any:
+    """A legend of :func:`plot_distance_scatter`'s marker sizes (grey markers for the given pair counts)."""
+    handles = [ax.scatter([], [], s=float(_marker_area(c)), color="0.5", alpha=0.7, label=f"{c} pair{'s' if c != 1 else ''}")
+               for c in counts]
+    return ax.legend(handles=handles, title="marker area", **kwargs)
+
+
 def plot_distance_scatter(d_omega: Any, d: Any, ax: Any = None, *, label: str | None = None, color: Any = None):
     """Scatter of VQ distance ``d`` against d_Omega over all pairs ``i < j``; marker area ~ log(count).
 
@@ -157,7 +169,7 @@ def plot_distance_scatter(d_omega: Any, d: Any, ax: Any = None, *, label: str | 
     pairs = pairs[np.isfinite(pairs).all(axis=1)]
     if len(pairs):
         uniq, counts = np.unique(pairs, axis=0, return_counts=True)
-        ax.scatter(uniq[:, 0], uniq[:, 1], s=8 + 12 * np.log1p(counts), alpha=0.7, label=label, color=color)
+        ax.scatter(uniq[:, 0], uniq[:, 1], s=_marker_area(counts), alpha=0.7, label=label, color=color)
         top = float(max(uniq.max(), 1.0))
         ax.plot([0, top], [0, top], color="0.5", lw=0.8, ls="--")
     ax.set_xlabel(r"$d_\Omega$ (hops)")

@@ -23,9 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .examples import tent_map_net
-from .lemmas import verify_lemma1, verify_lemma2
-from ._partition import partition
+from ..geometry import partition, tent_map_net, verify_lemma1, verify_lemma2
 
 __all__ = ["main", "run_campaign"]
 

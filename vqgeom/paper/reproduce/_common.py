@@ -36,6 +36,8 @@ __all__ = [
     "savefig",
     "pyplot",
     "order_by_label",
+    "class_scatter",
+    "kernel_panel",
 ]
 
 
@@ -260,3 +262,33 @@ def savefig(fig: Any, out: Path, name: str) -> list[Path]:
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+# Two classes drawn on top of a diverging field: black and white markers of different shapes
+# contrast with every colour of RdBu and of viridis (a red/blue class map would vanish in the field).
+CLASS_STYLE = (
+    dict(marker="o", facecolors="k", edgecolors="w", linewidths=0.5, label="class 0"),
+    dict(marker="^", facecolors="w", edgecolors="k", linewidths=0.6, label="class 1"),
+)
+
+
+def class_scatter(ax: Any, X: np.ndarray, y: np.ndarray, s: float = 14, legend: bool = False) -> None:
+    """Scatter 2-D points by class (black circles / white triangles), never clipped at the frame."""
+    for lab, style in enumerate(CLASS_STYLE):
+        m = np.asarray(y) == lab
+        ax.scatter(X[m, 0], X[m, 1], s=s, clip_on=False, zorder=3, **style)
+    if legend:
+        ax.legend(loc="lower left", fontsize=7, framealpha=0.8, handletextpad=0.2, borderpad=0.3)
+
+
+def kernel_panel(fig: Any, ax: Any, M: np.ndarray, y_sorted: np.ndarray, title: str, label: str, cmap: str = "viridis") -> Any:
+    """A distance matrix ordered by label: axis labels, a colour bar and the class boundary."""
+    im = ax.imshow(M, cmap=cmap, interpolation="nearest")
+    n0 = int((np.asarray(y_sorted) == 0).sum())
+    for f in (ax.axhline, ax.axvline):
+        f(n0 - 0.5, color="w", lw=0.8, ls="--")
+    ax.set_xlabel("point (sorted by class)")
+    ax.set_ylabel("point (sorted by class)")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
+    return im

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._partition import Partition, partition
-from .examples import shallow_tent_net, tent_breakpoints, tent_map_net
-from .lemmas import verify_lemma1, verify_lemma2
+from ..geometry import Partition, partition, shallow_tent_net, tent_breakpoints, tent_map_net, verify_lemma1, verify_lemma2
 
 __all__ = ["fig5", "partition_panels"]
 
@@ -47,7 +45,7 @@ def fig5(out_dir: str | os.PathLike, L: int = 4, *, dpi: int = 150) -> dict[str,
         raise ValueError(f"L: expected an integer depth in [1, 12], got {L!r}")
     from matplotlib.figure import Figure
 
-    from .plot import layer_colors, plot_distance_scatter, plot_partition
+    from ..geometry.plot import count_legend, layer_colors, plot_distance_scatter, plot_partition
 
     os.makedirs(out_dir, exist_ok=True)
     deep = partition(tent_map_net(L), (0.0, 1.0))
@@ -75,18 +73,23 @@ def fig5(out_dir: str | os.PathLike, L: int = 4, *, dpi: int = 150) -> dict[str,
         "deep_strict_share": float(np.mean((d_deep < dom_deep)[np.triu_indices(deep.n_regions, 1)])),
     }
 
-    fig = Figure(figsize=(12, 7.5), layout="constrained")
+    fig = Figure(figsize=(13, 8), layout="constrained")
     axs = fig.subplots(2, 3)
     plot_partition(shallow, axs[0, 0], values=np.arange(shallow.n_regions), cmap="twilight")
     axs[0, 0].set_title(f"shallow: 1 layer, {out['shallow_units']} units")
     plot_partition(deep, axs[0, 1], values=np.arange(deep.n_regions), cmap="twilight")
     axs[0, 1].set_title(f"deep tent map: {L} layers (breakpoints by layer)")
+    for ax in axs[0, :2]:
+        ax.set_xlabel("input $z$ (regions shaded by index)")
     cols = layer_colors(2)
     plot_distance_scatter(dom_shallow, d_shallow, axs[0, 2], label="shallow", color=cols[0])
     plot_distance_scatter(dom_deep, d_deep, axs[0, 2], label="deep", color=cols[1])
-    axs[0, 2].legend(fontsize=8)
-    axs[0, 2].set_title(r"VQ distance against $d_\Omega$")
+    nets = axs[0, 2].legend(fontsize=8, loc="upper left")
+    axs[0, 2].add_artist(nets)
+    count_legend(axs[0, 2], (1, 4, 16), fontsize=8, title_fontsize=8, loc="upper center")
+    axs[0, 2].set_title(r"VQ distance against $d_\Omega$ (dashed: $d = d_\Omega$)")
     vmax = float(dom_deep.max())
+    ticks = np.arange(0, deep.n_regions, max(1, deep.n_regions // 8))
     for ax, M, title in (
         (axs[1, 0], dom_deep, r"$d_\Omega$ (both nets)"),
         (axs[1, 1], d_shallow, "VQ distance, shallow"),
@@ -96,7 +99,9 @@ def fig5(out_dir: str | os.PathLike, L: int = 4, *, dpi: int = 150) -> dict[str,
         ax.set_title(title)
         ax.set_xlabel("region")
         ax.set_ylabel("region")
-    fig.colorbar(im, ax=axs[1, :], shrink=0.8)
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+    fig.colorbar(im, ax=axs[1, 2], fraction=0.046, pad=0.04, label="distance (hops; hyperplanes)")
     fig.suptitle(f"Fig. 5: identical partitions of [0, 1] into {2**L} regions, different VQ distances")
     base = os.path.join(os.fspath(out_dir), "fig5")
     fig.savefig(base + ".png", dpi=dpi)
@@ -145,7 +150,7 @@ def partition_panels(
     """
     from matplotlib.figure import Figure
 
-    from .plot import plot_distance_scatter, plot_graph, plot_partition
+    from ..geometry.plot import plot_distance_scatter, plot_graph, plot_partition
 
     if isinstance(net_or_partition, Partition):
         part = net_or_partition

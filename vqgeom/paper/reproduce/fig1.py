@@ -21,15 +21,19 @@ Measured claims (seed 0 is drawn; the numbers are over all seeds):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from .. import data, models
+from ... import models
+from .. import data
 from ._common import (
     Context,
+    class_scatter,
     euclidean_sq,
+    kernel_panel,
     loo_knn_accuracy,
     offdiag_corr,
     order_by_label,
@@ -85,12 +89,14 @@ def run(ctx: Context) -> dict[str, Any]:
     P, mask = data.disc_grid(s.grid)
     PR = data.rotate(P, s.angle)
 
-    nets: dict[str, list] = {"original": [], "rotated": []}
+    nets: dict[str, list] = {"original": [], "rotated": [], "untrained": []}
     training = []
     with ctx.step(f"train {2 * s.seeds} MLPs ({s.depth} x {s.width}, {s.seeds} seeds x original/rotated)"):
         for seed in range(s.seeds):
             for tag, XX in (("original", X), ("rotated", Xr)):
                 net = models.mlp(2, s.width, s.depth, 1, seed=seed)
+                if tag == "original":  # both trainings of this seed start from this network
+                    nets["untrained"].append(copy.deepcopy(net))
                 r = models.train(
                     net, XX, y, "bce", lr=s.lr, max_epochs=s.max_epochs, loss_tol=s.loss_tol, patience=s.patience,
                     seed=seed, threads=1, progress=ctx.progress, desc=f"fig1 {tag} seed {seed}",
@@ -108,6 +114,8 @@ def run(ctx: Context) -> dict[str, Any]:
         grid_r_same = [vqgeom.encode(m, P) for m in nets["rotated"]]  # p itself: no correspondence
         train_o = [vqgeom.encode(m, X) for m in nets["original"]]
         train_r = [vqgeom.encode(m, Xr) for m in nets["rotated"]]
+        grid_u = [vqgeom.encode(m, P) for m in nets["untrained"]]
+        grid_u_rot = [vqgeom.encode(m, PR) for m in nets["untrained"]]
 
     claims: dict[str, Any] = {}
     with ctx.step("kernel agreement under the rotation (grid and training points)"):
@@ -120,11 +128,19 @@ def run(ctx: Context) -> dict[str, Any]:
             corr_train.append(offdiag_corr(K(train_o[i]), K(train_r[i])))
         corr_seed = [offdiag_corr(Ko[i], Ko[j]) for i in range(s.seeds) for j in range(i + 1, s.seeds)]
         del Ko
+        # the untrained baseline: the common initial network of seed i on p against R p (what the
+        # rotation claim would give if training had learned nothing), and two initial networks
+        Ku = [K(c) for c in grid_u]
+        corr_untrained_rot = [offdiag_corr(Ku[i], K(grid_u_rot[i])) for i in range(s.seeds)]
+        corr_untrained_seed = [offdiag_corr(Ku[i], Ku[i + 1]) for i in range(s.seeds - 1)]  # consecutive seeds: enough for a baseline
+        del Ku
         claims["kernel_corr"] = {
             "grid_rotated_corresponding": corr_rot,
             "grid_rotated_not_corresponding": corr_norot,
             "grid_same_data_other_seed": corr_seed,
             "train_rotated_corresponding": corr_train,
+            "grid_untrained_rotated_inputs": corr_untrained_rot,
+            "grid_untrained_other_seed": corr_untrained_seed,
         }
 
     with ctx.step("MDS (3 components) and Procrustes disparities"):
@@ -134,6 +150,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "grid_rotated_corresponding": [procrustes(e_o[i], emb(grid_r_corr[i])) for i in range(s.seeds)],
             "grid_rotated_not_corresponding": [procrustes(e_o[i], emb(grid_r_same[i])) for i in range(s.seeds)],
             "grid_same_data_other_seed": [procrustes(e_o[i], e_o[j]) for i in range(s.seeds) for j in range(i + 1, s.seeds)],
+            "grid_untrained_rotated_inputs": [procrustes(emb(grid_u[i]), emb(grid_u_rot[i])) for i in range(s.seeds)],
         }
 
     with ctx.step("spectra and k-NN separability"):
@@ -160,23 +177,29 @@ def run(ctx: Context) -> dict[str, Any]:
         order = order_by_label(y)
         K_o, K_r = K(train_o[0]), K(train_r[0])
         plt = pyplot()
-        fig, axes = plt.subplots(2, 4, figsize=(16, 8))
+        fig, axes = plt.subplots(2, 4, figsize=(20, 8.6), layout="constrained")
         for row, (tag, res, XX, Kt) in enumerate((("original", m_o, X, K_o), ("rotated", m_r, Xr, K_r))):
             for k in range(3):
                 v = np.asarray(res.eigenvectors)[:, k]
                 lim = np.abs(v).max()
                 ax = axes[row, k]
-                ax.imshow(_disc_image(v, mask), origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-lim, vmax=lim)
-                ax.scatter(XX[:, 0], XX[:, 1], c=y, s=4, cmap="coolwarm", edgecolors="k", linewidths=0.2)
-                ax.set_title(f"{tag}: $v_{k + 1}$, $\\lambda_{k + 1}/\\lambda_1$ = {float(res.eigenvalues[k]):.2f}", fontsize=10)
-                ax.set_xticks([])
-                ax.set_yticks([])
-            im = axes[row, 3].imshow(Kt[np.ix_(order, order)], cmap="viridis")
-            axes[row, 3].set_title(f"{tag}: VQ-Kernel, training set by label", fontsize=10)
-            fig.colorbar(im, ax=axes[row, 3], fraction=0.046)
+                im = ax.imshow(_disc_image(v, mask), origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r",
+                               vmin=-lim, vmax=lim)
+                class_scatter(ax, XX, y, s=18, legend=(row == 0 and k == 0))
+                ax.set_xlim(-1.05, 1.05)
+                ax.set_ylim(-1.05, 1.05)
+                ax.set_aspect("equal")
+                ax.set_xlabel("$x_1$")
+                ax.set_ylabel("$x_2$")
+                ax.set_title(f"{tag} data: $v_{k + 1}$,  $\\lambda_{k + 1}/\\lambda_1$ = {float(res.eigenvalues[k]):.2f}",
+                             fontsize=10)
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"$v_{k + 1}$ (sign arbitrary)")
+            kernel_panel(fig, axes[row, 3], Kt[np.ix_(order, order)], y[order],
+                         f"{tag} data: VQ-Kernel on the training set", "VQ distance (hyperplanes)")
         fig.suptitle(
-            f"Fig. 1: ReLU MLP {s.depth} x {s.width}, two moons (n = {s.n}); bottom: data rotated by "
-            f"{np.degrees(s.angle):.0f} deg; kernel correlation K(p) vs K_rot(Rp) = {corr_rot[0]:.3f}"
+            f"Fig. 1: ReLU MLP {s.depth} $\\times$ {s.width}, two moons (n = {s.n}); bottom row: data rotated by "
+            f"{np.degrees(s.angle):.0f}°; kernel correlation $K(p)$ vs $K_{{rot}}(Rp)$ = {corr_rot[0]:.3f} "
+            f"(untrained network: {corr_untrained_rot[0]:.3f})"
         )
         files = savefig(fig, ctx.out, "fig1")
 
@@ -184,9 +207,10 @@ def run(ctx: Context) -> dict[str, Any]:
         for label, key in (("VQ, disc grid", "vq_grid"), ("VQ, training set", "vq_train"), ("Euclidean, training set", "euclidean_train")):
             lam = np.asarray(claims["spectrum"][key]["eigenvalues"][:20])
             ax.semilogy(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-16), "o-", ms=3, label=label)
-        ax.set_xlabel("k")
-        ax.set_ylabel("$|\\lambda_k| / |\\lambda_1|$ of B")
+        ax.set_xlabel("index $k$")
+        ax.set_ylabel("$|\\lambda_k| / |\\lambda_1|$ of $B$")
         ax.set_ylim(1e-4, 1.5)
+        ax.grid(alpha=0.3, which="both")
         ax.legend()
         ax.set_title("Fig. 1: MDS spectrum decay")
         files += savefig(fig, ctx.out, "fig1_spectrum")

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 TARGETS = {
-    "fig1": ("vqgeom.reproduce.fig1", "run"),
-    "fig2": ("vqgeom.reproduce.fig2", "run"),
-    "fig3": ("vqgeom.reproduce.mnist", "run_fig3"),
-    "fig4": ("vqgeom.reproduce.mnist", "run_fig4"),
-    "fig5": ("vqgeom.reproduce.fig5", "run"),
+    "fig1": ("vqgeom.paper.reproduce.fig1", "run"),
+    "fig2": ("vqgeom.paper.reproduce.fig2", "run"),
+    "fig3": ("vqgeom.paper.reproduce.mnist", "run_fig3"),
+    "fig4": ("vqgeom.paper.reproduce.mnist", "run_fig4"),
+    "fig5": ("vqgeom.paper.reproduce.fig5", "run"),
 }
 
 __all__ = ["main", "run", "TARGETS"]

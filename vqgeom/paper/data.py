@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import check_int
+from .._validate import check_int
 
 __all__ = [
     "two_moons",
