@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,18 +31,10 @@ import numpy as np
 
 import vqgeom
 from vqgeom.codes import Codes
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, repeats):

@@ -48,6 +48,7 @@ import torch
 
 import vqgeom
 from vqgeom.kernels import cpu, reference
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 FLAGS_OF_INTEREST = (
@@ -55,15 +56,6 @@ FLAGS_OF_INTEREST = (
     "amx_tile", "amx_bf16", "amx_int8",
 )
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> str:

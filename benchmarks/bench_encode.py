@@ -28,7 +28,6 @@ import csv
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 
 import vqgeom
 from vqgeom.kernels import reference
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 
@@ -156,15 +156,6 @@ def check(name: str, net: nn.Module, x: torch.Tensor) -> None:
 
 # -- timing -----------------------------------------------------------------------------------------
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(args) -> list[dict]:

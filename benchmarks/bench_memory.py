@@ -29,18 +29,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rss_mb() -> float:
