@@ -632,3 +632,40 @@ def test_errors_name_the_argument():
         with pytest.raises(ValueError, match="^net_or_hyperplanes: .*overflow"):
             partition(net, bounds)
 
+
+
+@pytest.mark.parametrize("acts", [None, [nn.LeakyReLU(0.2), nn.PReLU(6, init=0.3), nn.ReLU()]])
+def test_compiled_cut_equals_the_layer_by_layer_cut(acts):
+    """ReLU / leaky / PReLU nets are cut in one compiled call; the layer-by-layer driver
+    (taken with progress=True) must give the identical partition, bit for bit, and the
+    same errors (its overflow check is the one tested above)."""
+    from vqgeom.geometry._partition import _partition_2d
+
+    net = random_mlp(21, [6, 6, 6], acts=acts)
+    with torch.no_grad():
+        net[2].weight[1] = net[2].weight[0]  # a duplicate hyperplane: shared edges, no sliver
+        net[2].bias[1] = net[2].bias[0]
+    spec = as_netspec(net)
+    M0, c0 = np.eye(2), np.zeros(2)
+    a = _partition_2d(spec, M0, c0, BOX, 1e-10, False)
+    b = _partition_2d(spec, M0, c0, BOX, 1e-10, True)
+    for x, y in ((a.V, b.V), (a.E, b.E), (a.off, b.off), (a.area, b.area), (a.centroid, b.centroid)):
+        np.testing.assert_array_equal(x, y)
+    assert a.off.size > 20
+    ea = a.he.adjacency(1e-9)
+    eb = b.he.adjacency(1e-9)
+    for x, y in zip(ea, eb):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_lazy_codes_do_not_follow_later_training():
+    """Codes and edges are computed on first read, from the weights copied at partition()
+    time: training the (float64) net afterwards must not change them."""
+    net = random_mlp(22, [6, 6])
+    part = partition(net, BOX)
+    ref, _ = mlp_bits(as_netspec(net).layers, part.inputs)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(-1.0)
+    np.testing.assert_array_equal(part.codes.unpack(), ref)
+    assert part.edge_index.shape[0] > 0 and part.edge_layer.shape == part.edge_unit.shape

@@ -35,6 +35,8 @@ hyperplane it lies on.
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -168,16 +170,45 @@ class _Faces2D:
         self.area, self.centroid = area, centroid
 
 
+def _homogeneous(act: Any) -> bool:
+    """ReLU, leaky ReLU, PReLU: one hyperplane per unit, slope 1 above it."""
+    return act == "relu" or (isinstance(act, tuple) and act[0] in ("leaky", "prelu"))
+
+
+def _partition_2d_compiled(coding, Z, bounds, atol):
+    """All layers homogeneous (see :func:`_homogeneous`): the whole cut in one compiled call."""
+    from ._clip import HalfEdges, cut_homogeneous_net
+
+    Ws = np.concatenate([A.ravel() for A, _, _ in coding], dtype=np.float64)
+    bs = np.concatenate([b for _, b, _ in coding], dtype=np.float64)
+    dims = np.array([Z.shape[0]] + [A.shape[0] for A, _, _ in coding], dtype=np.int64)
+    if all(act == "relu" for _, _, act in coding):
+        slopes = np.zeros(bs.size)
+    else:
+        slopes = np.concatenate([
+            np.zeros(A.shape[0]) if act == "relu"
+            else np.broadcast_to(np.asarray(act[1], dtype=np.float64), (A.shape[0],))
+            for A, _, act in coding
+        ])
+    *arrays, V, E, off, area, cent, bad = cut_homogeneous_net(Ws, bs, dims, slopes, Z, np.array(bounds), atol, 256)
+    if bad >= 0:
+        _finite_pre(np.array([np.inf]), int(bad))  # raises, naming the layer
+    he = HalfEdges.from_arrays(*arrays, next_stamp=int(bs.size))
+    return _Faces2D(he, V, E, off, area, cent)
+
+
 def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: float, progress: bool):
     from ._clip import HalfEdges, homogeneous_next_maps
 
-    he = HalfEdges(bounds)
     diam = float(np.hypot(bounds[1] - bounds[0], bounds[3] - bounds[2]))
     atol = tol * diam
     Z = np.concatenate([M0, c0[:, None]], axis=1)[:, None, :].astype(np.float64)  # (D, 1, 3)
+    coding = [(A, b, act) for A, b, act in spec.layers if act is not None]
+    if coding and not progress and all(_homogeneous(act) for _, _, act in coding):
+        return _partition_2d_compiled(coding, Z, bounds, atol)
+    he = HalfEdges(bounds)
     V, E, off, cen, rad, area, cent = he.export()
     base = 0
-    coding = [(A, b, act) for A, b, act in spec.layers if act is not None]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -410,18 +441,17 @@ def partition(
         raise TypeError(f"bounds: expected (xmin, xmax, ymin, ymax) or (lo, hi), got {bounds!r}") from None
     if len(bounds) not in (2, 4):
         raise ValueError(f"bounds: expected 4 numbers (2-D box) or 2 (1-D interval), got {len(bounds)}")
-    if not all(np.isfinite(bounds)) or any(bounds[2 * i] >= bounds[2 * i + 1] for i in range(len(bounds) // 2)):
+    # Python floats (IEEE doubles, as float64): a few scalar checks, no numpy calls.
+    if not all(map(math.isfinite, bounds)) or any(bounds[2 * i] >= bounds[2 * i + 1] for i in range(len(bounds) // 2)):
         raise ValueError(f"bounds: expected finite bounds with min < max on each axis, got {bounds}")
     ext = [bounds[2 * i + 1] - bounds[2 * i] for i in range(len(bounds) // 2)]
-    with np.errstate(over="ignore"):
-        size = np.prod(ext)
-        finite = np.all(np.isfinite(ext)) and np.isfinite(size) and np.isfinite(np.hypot.reduce(ext))
-    if not finite:
+    size = math.prod(ext)  # inf on overflow, no exception
+    if not (all(map(math.isfinite, ext)) and math.isfinite(size) and math.isfinite(math.hypot(*ext))):
         raise ValueError(
             f"bounds: expected a domain whose side lengths, {'area' if len(ext) == 2 else 'length'} and diagonal "
             f"are finite in float64 (at most about 1e154 across), got {bounds}; rescale the inputs"
         )
-    if not size >= np.finfo(np.float64).tiny:
+    if not size >= sys.float_info.min:
         raise ValueError(
             f"bounds: expected a domain whose {'area' if len(ext) == 2 else 'length'} is a normal float64 "
             f"(at least about 1e-154 across), got {bounds}; rescale the inputs"
