@@ -641,9 +641,15 @@ def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
             # Scale by a power of two (exact) so the largest entry is in [0.5, 1): the same
             # factor in every region, so a vertex's value does not depend on the face asking.
             e = math.frexp(m if m > 0.0 else 1.0)[1]
-            for r in range(R0):
-                for k in range(3):
-                    lines[j, r, k] = math.ldexp(pre[j, r, k], -e)
+            if e >= -1022:  # 2**-e is a double: the product is the correctly rounded ldexp
+                sc = math.ldexp(1.0, -e)
+                for r in range(R0):
+                    for k in range(3):
+                        lines[j, r, k] = pre[j, r, k] * sc
+            else:
+                for r in range(R0):
+                    for k in range(3):
+                        lines[j, r, k] = math.ldexp(pre[j, r, k], -e)
         if bad >= 0:
             break
         nf = counts[2]
