@@ -19,6 +19,7 @@ Tolerances: ``conftest.atol_float32_reduction`` (float32 exp2 per entry and floa
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import types
@@ -116,8 +117,7 @@ def test_heat_sym_divisor_and_wide_integer_sums():
 
 def test_heat_sym_sm75_configuration(monkeypatch):
     """The sm_75 configuration (float16 dots, looped K) of the symmetric kernel."""
-    monkeypatch.setattr(ttk.K["_device"] if "_device" in ttk.K else __import__(
-        "vqgeom.kernels.triton._device", fromlist=["x"]), "INTERPRETER_TARGET", 75)
+    monkeypatch.setattr(importlib.import_module("vqgeom.kernels.triton._device"), "INTERPRETER_TARGET", 75)
     rng = np.random.default_rng(seed_of("heat sym 75"))
     sizes = (33, 5, 64)
     bits, wx = _codes(rng, 140, sizes)
@@ -266,6 +266,9 @@ class _FakeCupyArray(np.ndarray):
 
 @pytest.fixture
 def fake_cupy(monkeypatch, interpreted):
+    if ttk.ON_GPU:
+        pytest.skip("the stand-in cupy holds host memory, which compiled GPU kernels cannot read; on a GPU, "
+                    "benchmarks/gpu_check.py runs real cupy codes through the same route")
     """``cupy`` is a numpy-backed module whose arrays are :class:`_FakeCupyArray`; cupy and
     Triton count as available (Triton runs in the interpreter on the DLPack views)."""
     from vqgeom import _backend
