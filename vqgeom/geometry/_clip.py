@@ -468,8 +468,7 @@ class HalfEdges:
         he = cls.__new__(cls)
         he.X, he.hv, he.hn, he.ht, he.hf, he.hl = X, hv, hn, ht, hf, hl
         he.fh, he.fpar, he.stamp, he.hk, he.counts = fh, fpar, stamp, hk, counts
-        he.win = np.zeros(fh.shape[0], dtype=np.int64)
-        he.atom = np.zeros(fh.shape[0], dtype=np.int64)
+        he.win = he.atom = None  # only cut_max uses them: a finished cut takes no more cuts
         he.next_stamp = next_stamp
         return he
 
