@@ -682,8 +682,8 @@ class Partition:
             integer multiples (at most 64) of one unit, such as ``(1, 2, 3)`` or
             ``(0.5, 1.5)``, the distances are integer levels (times the unit, so equal to the
             weighted hop sums up to one rounding) from a compiled search over blocks of 64
-            nearby sources (:mod:`vqgeom.geometry._dial`: about 4 s for all pairs of 20,000
-            regions on 2 cores); other weights go through
+            nearby sources (:mod:`vqgeom.geometry._dial`: seconds for all pairs of 20,000
+            regions, ``benchmarks/results/partition.md``); other weights go through
             ``scipy.sparse.csgraph.shortest_path`` (Dijkstra, about 1-4 ms per source on a
             20,000-region graph).
         sources : array_like of int, optional
