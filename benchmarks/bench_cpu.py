@@ -1,28 +1,36 @@
 """CPU all-pairs VQ distances against their peers, same run, with the core's limit.
 
-Methods: vqgeom's CPU path (the popcount kernel, 1 and 2 threads; it allocates its result
-in every call), the same kernel into a preallocated result (``vqgeom-kernel-prealloc``), its
-int8 GEMM kernel (the previous default), faiss-cpu's packed Hamming (``faiss.hammings``, one
-thread) into a preallocated int32 output (``faiss-cpu``) and into a fresh one every call
-(``faiss-cpu-alloc``): compare like with like, allocation costs page faults,
-and at N <= 1024 ``scipy.spatial.distance.cdist(..., 'hamming') * B`` and
-``torch.cdist(p=0)`` on unpacked codes. Every result is first checked against the numpy
-reference (a 256-row slice).
+Methods (one thread unless named):
+
+- ``vqgeom-cpu``: the library's CPU route (``kernels.cpu.pairwise_hamming``, the popcount
+  kernel; it allocates its result) on one code set, ``X`` against itself: from
+  ``SYM_MIN_WORDS`` words on it computes the upper triangle and mirrors it;
+- ``vqgeom-cpu-cross``: the same kernel on ``X`` against a copy of ``X`` (two code sets:
+  every pair computed);
+- ``...-2threads``: the same with 2 threads (the scaling column divides the 1-thread time
+  of the same round by it);
+- ``vqgeom-int8``: the int8 GEMM kernel (``torch._int_mm``; torch's threads set to 1);
+- ``faiss-cpu``: faiss-cpu's packed Hamming (``faiss.hammings``, one thread) into a
+  preallocated int32 result; ``faiss-cpu-alloc`` into a fresh one every call (as the
+  library allocates its result: allocation costs page faults).
+
+Every result is first checked against the numpy reference (a 256-row slice).
 
 Timing: ``--rounds`` rounds; each round times every method once, in a rotated order, so
-the ratios of one round share the machine's state (the machine may be shared: its load
-average is recorded before and after). The table gives the median time over the rounds
-and the median over rounds of each round's ratio ``t_faiss / t_vqgeom``.
+the ratios of one round share the machine's state (its load average is recorded before
+and after). The table gives the median and best time over the rounds and, per method, the
+median over rounds of ``t_faiss / t`` (same round): the speed-up over faiss-cpu.
 
-The core's limit. The kernel's inner step is ``VPXORD``, ``VPOPCNTD`` and ``VPADDD`` on
-512 bits per pair of words: three vector ALU operations per 512 bit-pairs. The limit is
-taken as ``(vector ALU ops per cycle) / 3 * 512 * clock`` with the ALU op rate given by
+The core's limit. The micro-kernel's inner step is ``VPXORD``, ``VPOPCNTD`` and ``VPADDD``
+on 512 bits per pair of words: three vector ALU operations per 512 bit-pairs. The limit is
+``(vector ALU ops per cycle) / 3 * 512 * clock`` with the ALU op rate given by
 ``--zmm-ops-per-cycle`` (default 2: Zen 4 runs a 512-bit integer op on two of its four
-256-bit pipes, so two 512-bit ops a cycle at most; set 3 or 4 for cores with more 512-bit
-ALUs). The clock is measured here: a dependent chain of three 1-cycle integer ops
-(shift, add, xor) runs at 3 cycles per iteration. Also reported: the kernel's rate on
-cache-resident data (the same kernel, 512 rows x 256 columns x 1024 bits, repeated), the
-best this instruction stream reached here.
+256-bit pipes, so two 512-bit ops a cycle at most). The clock is measured here: a
+dependent chain of three 1-cycle integer ops (shift, add, xor) runs at 3 cycles per
+iteration. ``fraction of limit`` counts the bit-pairs each method actually XOR-popcounts
+(the upper triangle and the diagonal blocks for the symmetric route) in its best round;
+``G bit-pairs/s`` is the effective rate, ``N * N * B`` over the best time. Also reported:
+the kernel's rate on cache-resident data (512 rows x 256 columns x 1024 bits, repeated).
 
 Usage::
 
@@ -107,6 +115,14 @@ def resident_rate() -> float:
     return reps * 512 * 256 * 1024 / best / 1e9
 
 
+def _symmetric_pairs(n: int) -> int:
+    """Pairs the symmetric route XOR-popcounts: each block of ``IB`` rows from its diagonal
+    on (the mirrored lower triangle is copied, not computed)."""
+    from vqgeom.kernels import cpu_popcount as cp
+
+    return sum(min(cp.IB, n - i0) * (n - i0) for i0 in range(0, n, cp.IB))
+
+
 def random_codes(n: int, b: int, seed: int) -> vqgeom.Codes:
     rng = np.random.default_rng(seed)
     return vqgeom.Codes.from_bits(rng.random((n, b)) < 0.5, [b])
@@ -114,7 +130,7 @@ def random_codes(n: int, b: int, seed: int) -> vqgeom.Codes:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="N in 1024, 4096 only")
+    ap.add_argument("--quick", action="store_true", help="N in 1024, 4096 only, no mds timing")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--zmm-ops-per-cycle", type=float, default=2.0, help="512-bit vector ALU ops per cycle")
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for cpu.csv / cpu.json / cpu.md")
@@ -128,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         faiss.omp_set_num_threads(1)
     except ImportError:
         faiss = None
-    from scipy.spatial.distance import cdist
+    from vqgeom.kernels import cpu_popcount as cp
 
     load_before = load_average()
     flags = set(cpu.cpu_features())
@@ -147,9 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             bits = codes.unpack()
             words = codes.words_numpy()
             dt_out = np.dtype(np.uint8 if b <= 255 else np.uint16)  # the library's result dtype for B bits
+            copy = words.copy()  # a second code set with the same codes: the cross route
             fns = {
                 "vqgeom-cpu": lambda: cpu.pairwise_hamming(words, None, [b], None, dt_out, method="popcount", threads=1),
                 "vqgeom-cpu-2threads": lambda: cpu.pairwise_hamming(words, None, [b], None, dt_out, method="popcount", threads=2),
+                "vqgeom-cpu-cross": lambda: cpu.pairwise_hamming(words, copy, [b], None, dt_out, method="popcount", threads=1),
+                "vqgeom-cpu-cross-2threads": lambda: cpu.pairwise_hamming(words, copy, [b], None, dt_out, method="popcount", threads=2),
                 "vqgeom-int8": lambda: cpu.pairwise_hamming(words, None, [b], None, dt_out, method="int8"),
             }
             if faiss is not None:
@@ -168,19 +187,6 @@ def main(argv: list[str] | None = None) -> int:
                     return o
 
                 fns["faiss-cpu-alloc"] = run_faiss_alloc
-            from vqgeom.kernels import cpu_popcount as cp
-
-            kout = np.empty((1, n, n), dtype=dt_out)
-
-            def run_kernel_prealloc(words=words, kout=kout, b=b):
-                cp.pairwise(words, None, [0, words.shape[1]], cp.MODE_TOTAL, kout, threads=1)
-                return kout[0]
-
-            fns["vqgeom-kernel-prealloc"] = run_kernel_prealloc
-            if n <= 1024:
-                fns["scipy-cdist"] = lambda: cdist(bits, bits, "hamming") * b
-                fb = torch.from_numpy(bits.astype(np.float32))
-                fns["torch-cdist-p0"] = lambda: torch.cdist(fb, fb, p=0)
             m = min(n, 256)
             ref = reference.hamming(bits[:m], bits, [b]).astype(np.int64)
             for name, fn in fns.items():
@@ -194,21 +200,30 @@ def main(argv: list[str] | None = None) -> int:
                 order = names[r % len(names):] + names[: r % len(names)]
                 for k in order:
                     times[k].append(_timed(fns[k]))
-            ours = times["vqgeom-cpu"]
+            ref_t = times.get("faiss-cpu", times["vqgeom-cpu"])
+            w = words.shape[1]
+            sym_pairs = _symmetric_pairs(n) if w >= cp.SYM_MIN_WORDS else n * n
             for k in names:
                 t, best = statistics.median(times[k]), min(times[k])
-                rate = n * n * b / best / 1e9
+                computed = sym_pairs if k in ("vqgeom-cpu", "vqgeom-cpu-2threads") else n * n
+                base = k.replace("-2threads", "")
                 rows.append({
-                    "N": n, "B": b, "method": k, "median_s": t, "best_s": best, "Gbitpairs_per_s_best": rate,
-                    "fraction_of_limit_best": rate / limit,
-                    "time_over_vqgeom_median_of_rounds": statistics.median([a / c for a, c in zip(times[k], ours)]),
-                    "time_over_vqgeom_best": best / min(ours),
+                    "N": n, "B": b, "method": k, "median_s": t, "best_s": best,
+                    "Gbitpairs_per_s_best": n * n * b / best / 1e9,
+                    "fraction_of_limit_best": computed * b / best / 1e9 / limit,
+                    "speedup_over_faiss_median_of_rounds": statistics.median([f / c for f, c in zip(ref_t, times[k])]),
+                    "speedup_over_faiss_best": min(ref_t) / best,
+                    "scaling_2threads_median_of_rounds": (
+                        statistics.median([a / c for a, c in zip(times[base], times[k])]) if k.endswith("-2threads") else None
+                    ),
                 })
             line = "  ".join(f"{k}={statistics.median(v) * 1e3:.1f}ms" for k, v in times.items())
             print(f"N={n:6d} B={b:5d}  {line}", flush=True)
 
-    codes = vqgeom.Codes.from_bits(np.random.default_rng(1).random((100_000, 288)) < 0.5, [96, 96, 96])
-    mds_t = statistics.median(_timed(lambda: vqgeom.mds(codes, 3)) for _ in range(3))
+    mds_t = None
+    if not args.quick:
+        codes = vqgeom.Codes.from_bits(np.random.default_rng(1).random((100_000, 288)) < 0.5, [96, 96, 96])
+        mds_t = statistics.median(_timed(lambda: vqgeom.mds(codes, 3)) for _ in range(3))
     load_after = load_average()
 
     out = Path(args.out)
@@ -222,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
         "cpu_flags": sorted(f for f in FLAGS_OF_INTEREST if f in flags),
         "kernel_choice": choice,
+        "tile": "{rows} rows x {panel} columns ({lanes} 32-bit lanes x {vectors} vectors), blocks of {block} rows, "
+        "symmetric saving from {sym_min_words} words".format(**cp.tile_shape()),
         "clock_ghz_measured": ghz,
         "zmm_ops_per_cycle": args.zmm_ops_per_cycle,
         "limit_Gbitpairs_per_s": limit,
@@ -276,34 +293,56 @@ def _demote(text: str) -> str:
 
 
 def _page(meta: dict, rows: list) -> str:
+    def row(n, b, k):
+        return next((r for r in rows if r["N"] == n and r["B"] == b and r["method"] == k), None)
+
+    headline = []
+    for n in sorted({r["N"] for r in rows}):
+        parts = []
+        for b in sorted({r["B"] for r in rows}):
+            r = row(n, b, "vqgeom-cpu")
+            if r is None or row(n, b, "faiss-cpu") is None:
+                continue
+            s = r["speedup_over_faiss_median_of_rounds"]
+            parts.append(f"B = {b}: {s:.2f}x ({'meets' if s >= 3 else 'short of'} 3x; "
+                         f"{r['fraction_of_limit_best']:.2f} of the limit)")
+        if parts:
+            headline.append(f"- N = {n}, `vqgeom-cpu` over `faiss-cpu` (one thread, median of rounds): " + "; ".join(parts))
     lines = [
         f"# CPU all-pairs VQ distances — {meta['machine']}, {meta['date']}",
         "",
+        *headline,
         f"- CPU flags (of interest): {', '.join(meta['cpu_flags'])}; kernel chosen: `{meta['kernel_choice']}`; "
-        f"{meta['logical_cpus']} logical CPUs",
+        f"micro-kernel tile {meta.get('tile', '')}; {meta['logical_cpus']} logical CPUs",
         f"- load average before / after: {meta['load_average_before']} / {meta['load_average_after']}"
         + (f" ({meta['note']})" if meta["note"] else ""),
         f"- clock measured {meta['clock_ghz_measured']:.2f} GHz; core's limit = {meta['zmm_ops_per_cycle']:g} "
         f"512-bit ALU ops/cycle / 3 ops per 512 bit-pairs x 512 x clock = {meta['limit_Gbitpairs_per_s']:.0f} "
         f"G bit-pairs/s; the kernel on cache-resident data: {meta['resident_Gbitpairs_per_s']:.0f} G bit-pairs/s "
         f"({meta['resident_Gbitpairs_per_s'] / meta['limit_Gbitpairs_per_s']:.0%} of the limit)",
-        f"- one thread unless named; {meta['rounds']} rounds; rates and the fraction of the limit from the best "
-        "round (on a shared machine the best round is the least disturbed); `ratio (rounds)` is the median over "
-        "rounds of each round's `t / t_vqgeom` (same round, same machine state), `ratio (best)` the ratio of best "
-        "times; `faiss-cpu` and `vqgeom-kernel-prealloc` write into preallocated arrays, the others allocate theirs",
+        f"- one thread unless named; {meta['rounds']} rounds, each timing every method once in a rotated order; "
+        "`speed-up over faiss` is the median over rounds of `t_faiss / t` in the same round (and the ratio of best "
+        "times); `fraction of limit` counts the bit-pairs actually computed (the symmetric `vqgeom-cpu` route: the "
+        "upper triangle and the diagonal blocks) in the best round; `G bit-pairs/s` is `N * N * B` / best time; "
+        "`2-thread scaling` is the same round's 1-thread time over the 2-thread time (median over rounds); "
+        "`vqgeom-cpu` and `faiss-cpu-alloc` allocate their results, `faiss-cpu` writes into a preallocated int32 array",
         f"- numba {meta['numba']}, torch {meta['torch']}, numpy {meta['numpy']}, faiss {meta['faiss']}",
         "",
         "| N | B | method | median (ms) | best (ms) | G bit-pairs/s (best) | fraction of core's limit | "
-        "t / t_vqgeom (rounds) | t / t_vqgeom (best) |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "speed-up over faiss (rounds) | speed-up over faiss (best) | 2-thread scaling |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        sc = r.get("scaling_2threads_median_of_rounds")
         lines.append(
             f"| {r['N']} | {r['B']} | {r['method']} | {r['median_s'] * 1e3:.2f} | {r['best_s'] * 1e3:.2f} | "
             f"{r['Gbitpairs_per_s_best']:.0f} | {r['fraction_of_limit_best']:.2f} | "
-            f"{r['time_over_vqgeom_median_of_rounds']:.2f} | {r['time_over_vqgeom_best']:.2f} |"
+            f"{r['speedup_over_faiss_median_of_rounds']:.2f} | {r['speedup_over_faiss_best']:.2f} | "
+            f"{'' if sc is None else f'{sc:.2f}'} |"
         )
-    lines += ["", f"mds from codes, N = 100,000, B = 288: {meta['mds_codes_N100000_B288_s']:.2f} s (median of 3)", ""]
+    if meta.get("mds_codes_N100000_B288_s") is not None:
+        lines += ["", f"mds from codes, N = 100,000, B = 288: {meta['mds_codes_N100000_B288_s']:.2f} s (median of 3)"]
+    lines.append("")
     return "\n".join(lines)
 
 

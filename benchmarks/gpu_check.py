@@ -8,6 +8,9 @@
    operations / measured int8 rate) and against peers measured in the same run:
    ``torch.cdist(p=0)`` on unpacked codes and a ``torch._int_mm`` +-1 product;
 4. measures the popcount / int8 crossover and fused-query vs encode-then-distance;
+   the opt-in kernels (``--only optin``: symmetric heat products, cosine without I2F,
+   threshold-filtered k-NN) beside the default kernels, and cupy codes through the
+   public entry points (Triton via DLPack) beside the named CUDA C backend;
 5. prints a table last and writes ``gpu_check.csv`` + ``gpu_check.json`` into the folder
    given by ``--out`` or ``$VQGEOM_GPU_CHECK_OUT`` (default ``benchmarks/results``).
 
@@ -476,6 +479,89 @@ def bench_cosine_knn(bw, rate, gen, n):
             note=f"K={kk}", spec_ms=2 * n * n * kk / sp["int8"] * 1e3 if sp else None, spec_kind="int8 spec")
 
 
+@guarded
+def bench_optin(bw, rate, gen, n_heat, n_cos):
+    """The opt-in kernels (issue 12 items 4 and 5; compiled ahead of time and checked in the
+    interpreter, never timed before): each checked against the reference on sampled rows,
+    then timed beside the default kernel of the same call (the peer, same run), with both
+    floor ratios."""
+    from vqgeom.kernels import reference as R
+    from vqgeom.kernels.triton import hamming, reductions
+
+    sp = spec()
+    sizes = (288,)
+    k = padded_k(sizes)
+    # heat mat-vec, symmetric tiles + exp2 without I2F. Bar (issue 12): N = 10^6 under 0.35 s.
+    words = random_words(n_heat, sizes, gen)
+    v = torch.randn(n_heat, device=DEV, generator=gen)
+    s2 = 60.0
+    rows = torch.arange(0, n_heat, max(1, n_heat // 97), device=DEV)[:96]
+    d = hamming.pairwise_hamming(words[rows], words, sizes, None, torch.int16).double()
+    want = torch.exp(-d / s2) @ v.double()
+    y = reductions.heat_matmat(words, sizes, v, s2, method="sym")
+    err = float((y[rows].double() - want).abs().max() / want.abs().max())
+    assert err < 1e-4, f"heat matvec sym relative error {err}"
+    reps = 3 if n_heat >= 500_000 else 5
+    ms = bench(lambda: reductions.heat_matmat(words, sizes, v, s2, method="sym"), reps=reps, warmup=1)
+    ms_full = bench(lambda: reductions.heat_matmat(words, sizes, v, s2), reps=reps, warmup=1)
+    half = n_heat * n_heat / 2
+    mma = 2 * half * k / rate * 1e3  # distance MMA of the upper triangle
+    units = unit_floor_ms(half, 1, 0, sp)  # one exp2 per pair of the triangle, no I2F
+    row("heat_matvec_sym", "method=sym (triangle, atomics, no I2F)", n_heat, 288, ms, max(mma, units or 0.0),
+        "max(int8 ops measured, exp units)", peer="method=full", peer_ms=ms_full,
+        note=f"rel err {err:.1e}; K={k}; bar N=10^6 < 350 ms: {ms < 350 if n_heat >= 10**6 else 'n/a'}",
+        spec_ms=max(2 * half * k / sp["int8"] * 1e3, units or 0.0) if sp else None,
+        spec_kind="max(int8 spec, exp units)")
+    n2 = min(n_heat, 200_000)
+    V = torch.randn(n2, 16, device=DEV, generator=gen)
+    w2 = words[:n2]
+    Y = reductions.heat_matmat(w2, sizes, V, s2, method="sym")
+    d2 = hamming.pairwise_hamming(w2[:64], w2, sizes, None, torch.int16).double()
+    want2 = torch.exp(-d2 / s2) @ V.double()
+    err2 = float((Y[:64].double() - want2).abs().max() / want2.abs().max())
+    assert err2 < 1e-4, f"heat matmat sym relative error {err2}"
+    ms2 = bench(lambda: reductions.heat_matmat(w2, sizes, V, s2, method="sym"), reps=3, warmup=1)
+    ms2_full = bench(lambda: reductions.heat_matmat(w2, sizes, V, s2), reps=3, warmup=1)
+    h2 = n2 * n2 / 2
+    units2 = unit_floor_ms(h2, 1, 0, sp)
+    row("heat_matmat_sym", "k=16, method=sym", n2, 288, ms2, max(2 * h2 * k / rate * 1e3, units2 or 0.0),
+        "max(int8 ops measured, exp units)", peer="method=full", peer_ms=ms2_full, note=f"rel err {err2:.1e}",
+        spec_ms=max(2 * h2 * k / sp["int8"] * 1e3, units2 or 0.0) if sp else None,
+        spec_kind="max(int8 spec, exp units)")
+    # cosine without I2F (the fused kernel already takes the upper triangle)
+    sa, sb = (288,), (16,) * 6
+    wa, wb = random_words(n_cos, sa, gen), random_words(n_cos, sb, gen)
+    s2s = [10.0, 30.0, 100.0, 300.0]
+    m = min(n_cos, 1500)
+    got_small = reductions.heat_cosine(wa[:m], sa, wb[:m], sb, s2s, magic=True)
+    ba, bb = unpack(wa[:m], sa), unpack(wb[:m], sb)
+    Da, Db = R.hamming(ba, ba, sa), R.hamming(bb, bb, sb)
+    want_c = [R.cosine_similarity(R.heat_kernel(Da, s), R.heat_kernel(Db, s)) for s in s2s]
+    np.testing.assert_allclose(got_small, want_c, rtol=1e-5)
+    ka, kb = padded_k(sa), padded_k(sb)
+    ops = n_cos * n_cos / 2 * 2 * (ka + kb)
+    units_c = unit_floor_ms(n_cos * n_cos / 2, 2 * len(s2s), 0, sp)
+    ms_c = bench(lambda: reductions.heat_cosine(wa, sa, wb, sb, s2s, magic=True), reps=3, warmup=1)
+    ms_c0 = bench(lambda: reductions.heat_cosine(wa, sa, wb, sb, s2s), reps=3, warmup=1)
+    row("heat_cosine_magic", f"{len(s2s)} sigma2, magic=True (no I2F)", n_cos, 288, ms_c,
+        max(ops / rate * 1e3, units_c or 0.0), "max(int8 ops measured, exp units)", peer="magic=False",
+        peer_ms=ms_c0, note=f"K={ka}+{kb}", spec_ms=max(ops / sp["int8"] * 1e3, units_c or 0.0) if sp else None,
+        spec_kind="max(int8 spec, exp units)")
+    # k-NN, threshold-filtered top-k. Bar (issue 12): within 2.5x its floor.
+    kn = 10
+    dd, ii = reductions.knn(wa, sa, kn, method="select")
+    q = torch.arange(0, n_cos, max(1, n_cos // 50), device=DEV)[:50]
+    rd, ri = R.knn(R.hamming(unpack(wa[q], sa), unpack(wa, sa), sa), kn)
+    np.testing.assert_array_equal(ii[q].cpu().numpy(), ri)
+    np.testing.assert_array_equal(dd[q].cpu().numpy(), rd)
+    ms_k = bench(lambda: reductions.knn(wa, sa, kn, method="select"), reps=3, warmup=1)
+    ms_k0 = bench(lambda: reductions.knn(wa, sa, kn), reps=3, warmup=1)
+    floor_k = 2 * n_cos * n_cos * ka / rate * 1e3
+    row("knn_select", f"k={kn} method=select", n_cos, 288, ms_k, floor_k, "int8 ops measured",
+        peer="method=passes", peer_ms=ms_k0, note=f"K={ka}; bar x_floor <= 2.5: {ms_k / floor_k <= 2.5}",
+        spec_ms=2 * n_cos * n_cos * ka / sp["int8"] * 1e3 if sp else None, spec_kind="int8 spec")
+
+
 def mlp_784_16x6(seed: int):
     """The issue's 784 -> 16 x 6 ReLU MLP: Triton layers on the device and float64 reference layers."""
     rng = np.random.default_rng(seed)
@@ -600,6 +686,20 @@ def bench_cupy(bw, rate, gen, n):
     ms_t = bench(lambda: hamming.pairwise_hamming(words, None, sizes, None, torch.int16), reps=5)
     row("cupy_pairwise", "CUDA C popc, 16x16 tiles", n, 288, ms_c, n * n * 2 / bw * 1e3, "write at copy rate",
         peer="triton auto", peer_ms=ms_t)
+    # cupy codes through the public entry points: Triton via DLPack unless cupy is named
+    import vqgeom
+
+    codes = vqgeom.Codes(cw, sizes)
+    routed = vqgeom.pairwise_distances(codes)
+    assert isinstance(routed, cupy.ndarray) and bool((routed == out).all()), "cupy via DLPack: wrong result"
+    d_k, i_k = vqgeom.knn(codes[:2048], codes, k=5)
+    assert isinstance(i_k, cupy.ndarray), "knn of cupy codes did not return cupy arrays"
+    hv = vqgeom.heat_matmat(codes[:4096], cupy.ones(4096), 60.0)
+    assert isinstance(hv, cupy.ndarray), "heat_matmat of cupy codes did not return a cupy array"
+    ms_r = bench(lambda: vqgeom.pairwise_distances(codes), reps=5)
+    row("cupy_codes_auto", "pairwise_distances(cupy codes) -> Triton via DLPack", n, 288, ms_r, n * n * 2 / bw * 1e3,
+        "write at copy rate", peer="backend='cupy' (CUDA C)",
+        peer_ms=bench(lambda: vqgeom.pairwise_distances(codes, backend="cupy"), reps=5))
     # The binary tensor-core kernel (method="bmma", never chosen automatically): long codes.
     for bits_per_code in (288, 4096, 32768):
         nb = min(n, 16384)
@@ -627,7 +727,8 @@ def run_tests() -> None:
 
     par = ["-n", "8"] if importlib.util.find_spec("xdist") else []
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *par,
-           "tests/test_triton_kernels.py", "tests/test_cupy_backend.py", "tests/test_gpu_imports.py"]
+           "tests/test_triton_kernels.py", "tests/test_cupy_backend.py", "tests/test_gpu_imports.py",
+           "tests/test_gpu_optin.py"]
     log("running: " + " ".join(cmd[2:]))
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
@@ -674,6 +775,7 @@ def dry_run(args) -> int:
     bench_cosine_knn(bw, rate, gen, 200)
     bench_query(bw, rate, gen, 50, 300)
     bench_encoder(bw, rate, gen, 2100)
+    bench_optin(bw, rate, gen, 300, 200)
     errors = [r for r in ROWS if r.get("variant") == "ERROR"]
     print(f"dry run: {len(ROWS)} rows, {len(errors)} errors")
     return 1 if errors else 0
@@ -723,6 +825,7 @@ def main(argv=None) -> int:
         ("cosine", lambda: bench_cosine_knn(bw, rate, gen, 10_000 if q else 100_000)),
         ("cupy", lambda: bench_cupy(bw, rate, gen, 8192 if q else 32768)),
         ("heat", lambda: bench_heat(bw, rate, gen, 50_000 if q else 1_000_000)),
+        ("optin", lambda: bench_optin(bw, rate, gen, 50_000 if q else 1_000_000, 10_000 if q else 100_000)),
     ]
     for key, step in steps:
         if want(key):

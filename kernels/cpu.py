@@ -3,9 +3,11 @@
 Two kernels, both exact, chosen once per process by :func:`kernel_choice`:
 
 ``"popcount"`` (:mod:`vqgeom.kernels.cpu_popcount`)
-    ``popcount(x XOR y)`` over the packed 32-bit words, vectorised by numba/LLVM across
-    columns (AVX-512 VPOPCNTDQ where the CPU has it, AVX2 otherwise); per-layer weights
-    combine per-layer counts in uint64 (integer weights) or float64 (real weights).
+    ``popcount(x XOR y)`` over the packed 32-bit words: a register-tiled micro-kernel in
+    LLVM IR with explicit vectors (AVX-512 VPOPCNTDQ where the CPU has it, AVX2 otherwise),
+    compiled and cached by numba; the symmetric case computes the upper triangle and
+    mirrors it; per-layer weights combine per-layer counts in uint64 (integer weights) or
+    float64 (real weights).
 ``"int8"``
     For ±1 codes ``s, t`` of one layer with ``B_l`` units, ``Hamming = (B_l - <s, t>) / 2``.
     Stacking the layers with padding units set to 0 (they add nothing to ``<s, t>``) and
@@ -211,6 +213,17 @@ def pairwise_hamming(
     return out
 
 
+def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary (a view
+    of a slightly larger buffer): the popcount kernel then writes whole, aligned cache lines
+    (numpy's allocator only guarantees 16 bytes)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.empty(nbytes + 64, dtype=np.uint8)
+    off = (-buf.ctypes.data) % 64
+    return buf[off : off + nbytes].view(dtype).reshape(shape)
+
+
 def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads, dest=None) -> np.ndarray:
     sizes = [int(b) for b in layer_sizes]
     offs = layer_word_offsets(sizes)
@@ -218,7 +231,8 @@ def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, 
     n = wx.shape[0]
     m = n if wy is None else wy.shape[0]
     out_dtype = np.dtype(out_dtype)
-    out = np.empty((len(sizes) if per_layer else 1, n, m), dtype=out_dtype) if dest is None else dest.reshape(1, n, m)
+    # a caller's destination may be unaligned: the kernel checks alignment before streaming stores
+    out = _aligned_empty((len(sizes) if per_layer else 1, n, m), out_dtype) if dest is None else dest.reshape(1, n, m)
     # Signed integer results (torch's int16/32/64) are written through an unsigned view of
     # the same width: the values are non-negative and fit, so the bits are the same.
     kern_out = out.view(out_dtype.str.replace("i", "u")) if out_dtype.kind == "i" else out

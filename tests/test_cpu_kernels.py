@@ -197,3 +197,121 @@ def test_measured_choice_picks_a_kernel(monkeypatch):
     monkeypatch.delenv("VQGEOM_CPU_KERNEL", raising=False)
     monkeypatch.setattr(cpu, "cpu_features", lambda: ["avx2", "popcnt"])
     assert cpu.kernel_choice() in METHODS
+
+
+# --- the popcount kernel's own paths: symmetric tiles, threads, non-temporal stores, AVX2 ---
+# Each result is compared with the oracle; sizes cross the kernel's tile (R rows x PW
+# columns) and block (IB = 64 rows, mirrored IB x IB tiles) edges.
+
+
+def _popcount():
+    from vqgeom.kernels import cpu_popcount
+
+    return cpu_popcount
+
+
+@pytest.mark.parametrize("dt", ["uint8", "uint16", "uint32", "uint64", "float64"])
+def test_symmetric_mirror_every_dtype_and_thread_count(dt):
+    # n = 200: blocks of 64, 64, 64, 8 rows; whole 64 x 64 tiles right of the diagonal are
+    # transposed in registers (64 // itemsize rows per transpose), the ragged ones element by
+    # element. 7 words (>= SYM_MIN_WORDS) but at most 255 differing bits for uint8: the codes
+    # are 200 units of 2 layers, so the uint8 case uses them with at most 255 units.
+    cp = _popcount()
+    sizes = [120, 80]
+    n = 200
+    bx = _bits(zlib.crc32(f"mirror{dt}".encode()), n, sum(sizes))
+    wx = pack_bits(bx, sizes)
+    offs = [0, 4, 7]
+    assert wx.shape[1] == 7
+    expected = reference.hamming(bx, bx, sizes)
+    per = reference.layer_hamming(bx, bx, sizes)
+    for sym in (True, False):
+        for threads in (1, 2, 3):
+            out = np.empty((1, n, n), dt)
+            cp.pairwise(wx, None, offs, cp.MODE_TOTAL, out, threads=threads, symmetric=sym)
+            np.testing.assert_array_equal(out[0], expected.astype(dt), err_msg=f"sym={sym} threads={threads}")
+            out = np.empty((2, n, n), dt)
+            cp.pairwise(wx, None, offs, cp.MODE_PER_LAYER, out, threads=threads, symmetric=sym)
+            np.testing.assert_array_equal(out, per.astype(dt), err_msg=f"per layer sym={sym} threads={threads}")
+
+
+def test_symmetric_weighted_and_code_lengths():
+    # The default (symmetric from SYM_MIN_WORDS words on) through pairwise_hamming at code
+    # lengths around word and panel boundaries, 131 rows (two whole blocks and a ragged one),
+    # integer and real per-layer weights.
+    cp = _popcount()
+    n = 131
+    for L in (161, 192, 193, 255, 256, 257, 511, 512, 513, 1025, 2047, 2048):
+        sizes = [L - L // 3, L // 3]
+        bx = _bits(zlib.crc32(f"sym{L}".encode()), n, L)
+        wx = pack_bits(bx, sizes)
+        assert wx.shape[1] >= cp.SYM_MIN_WORDS
+        for weights in (None, np.array([3, 7]), np.array([0.3, 1.7])):
+            for threads in (1, 2):
+                got = cpu.pairwise_hamming(wx, None, sizes, weights, _out_dtype(sizes, weights), method="popcount", threads=threads)
+                _check(got, _expected(bx, bx, sizes, weights))
+
+
+def test_non_temporal_stores(monkeypatch):
+    # Both non-temporal store paths (the kernel's tiles and the mirrored tiles) forced on a
+    # small result: aligned rows (m * itemsize a multiple of 64, a 64-byte aligned result).
+    cp = _popcount()
+    monkeypatch.setattr(cp, "NT_MIN_BYTES", 0)
+    monkeypatch.setattr(cp, "NT_DIRECT", True)
+    monkeypatch.setattr(cp, "NT_MIRROR", True)
+    sizes = [300]
+    for n, dt in ((256, "uint16"), (192, "uint32"), (128, "uint64")):
+        bx = _bits(zlib.crc32(f"nt{n}".encode()), n, 300)
+        wx = pack_bits(bx, sizes)
+        expected = reference.hamming(bx, bx, sizes).astype(dt)
+        for sym in (True, False):
+            out = cpu._aligned_empty((1, n, n), np.dtype(dt))
+            assert out.ctypes.data % 64 == 0
+            cp.pairwise(wx, None, [0, wx.shape[1]], cp.MODE_TOTAL, out, threads=2, symmetric=sym)
+            np.testing.assert_array_equal(out[0], expected, err_msg=f"{dt} sym={sym}")
+
+
+def test_threads_follow_torch_setting(monkeypatch):
+    # threads=None takes torch.get_num_threads(); an explicit count is passed through.
+    import torch
+
+    cp = _popcount()
+    seen = []
+    real = cp.pairwise
+    monkeypatch.setattr(cp, "pairwise", lambda *a, **k: seen.append(k["threads"]) or real(*a, **k))
+    wx = pack_bits(_bits(9, 5, 40), [40])
+    cpu.pairwise_hamming(wx, None, [40], None, np.dtype(np.uint8), method="popcount")
+    cpu.pairwise_hamming(wx, None, [40], None, np.dtype(np.uint8), method="popcount", threads=3)
+    assert seen == [torch.get_num_threads(), 3]
+
+
+_AVX2_SCRIPT = r"""
+import zlib, numpy as np
+from vqgeom.codes import pack_bits
+from vqgeom.kernels import cpu, cpu_popcount as cp, reference
+assert cp.tile_shape()["lanes"] == 8, cp.tile_shape()
+for L, n, m in ((33, 70, 9), (300, 140, 140), (1000, 67, 67)):
+    sizes = [L - L // 2, L // 2]
+    rng = np.random.default_rng(zlib.crc32(str(L).encode()))
+    bx, by = rng.random((n, L)) < 0.5, rng.random((m, L)) < 0.5
+    wx, wy = pack_bits(bx, sizes), pack_bits(by, sizes)
+    for a, b, wb in ((bx, by, wy), (bx, bx, None)):
+        got = cpu.pairwise_hamming(wx, wb, sizes, None, np.dtype(np.uint16), method="popcount", threads=2)
+        assert np.array_equal(got, reference.hamming(a, b, sizes)), L
+        got = cpu.pairwise_hamming(wx, wb, sizes, None, np.dtype(np.uint16), per_layer=True, method="popcount")
+        assert np.array_equal(got, reference.layer_hamming(a, b, sizes)), L
+print("avx2-ok")
+"""
+
+
+def test_avx2_tile_shape_in_a_subprocess(tmp_path):
+    # The 8-lane tile numba builds for a CPU without AVX-512 (NUMBA_CPU_NAME=haswell: AVX2,
+    # popcount by nibble table), run on this machine, against the oracle.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    r = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "avx2-ok" in r.stdout, r.stderr[-3000:]

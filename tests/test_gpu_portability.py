@@ -335,13 +335,20 @@ def test_cupy_codes_go_to_triton_unless_cupy_is_named(monkeypatch):
 
 
 # ------------------------------------------------------------- ahead-of-time compiles
+OPTIN_CI_TARGETS = (75, 86, 90)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_every_default_launch_compiles_and_fits_every_target():
     """Compile each default launch with Triton's compiler for sm_75, 80, 86, 89, 90 (no
     GPU) and check shared memory and registers against the target (see ``aot``)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    res = subprocess.run([sys.executable, "-m", "vqgeom.kernels.triton.aot", "--json", "--jobs", "2"],
+    # The opt-in kernels (not yet timed on a GPU) on a subset: sm_75 (float16 dots, 64 KB),
+    # sm_86 (the tightest tensor-core budget, 99 KB) and sm_90 (the largest configurations);
+    # `python -m vqgeom.kernels.triton.aot` compiles them for every target.
+    res = subprocess.run([sys.executable, "-m", "vqgeom.kernels.triton.aot", "--json", "--jobs", "2",
+                          "--optin-targets", ",".join(map(str, OPTIN_CI_TARGETS))],
                          capture_output=True, text=True, env=env, timeout=1200)
     assert res.stdout.strip(), res.stderr[-4000:]
     rows = json.loads(res.stdout.strip().splitlines()[-1])
@@ -352,7 +359,8 @@ def test_every_default_launch_compiles_and_fits_every_target():
                "_cosine_kernel", "_fused_encode_kernel", "_layer_kernel", "_query_kernel"}
     for cc in (75, 80, 86, 89, 90):
         mine = [r for r in rows if r["target"] == cc]
-        assert {r["kernel"] for r in mine} == kernels, cc
+        optin = {"_heat_sym_kernel", "_knn_select_kernel"} if cc in OPTIN_CI_TARGETS else set()
+        assert {r["kernel"] for r in mine} == kernels | optin, cc
         for r in mine:
             assert r["shared"] + r["static_shared"] <= _device.TARGETS[cc].smem_optin
             assert r["regs"] * 32 * r["num_warps"] <= 65536

@@ -7,9 +7,11 @@
 
 ``auto`` never raises for availability: torch CUDA tensors go to triton if it imports
 (else the CPU path after a host copy), cupy arrays to cupy, everything else to cpu.
-:func:`vqgeom.pairwise_distances` then hands cupy codes to the Triton kernels through
-DLPack (zero-copy views, :func:`dlpack_torch_words` and :func:`dlpack_result`) when
-Triton is importable and cupy was not asked for by name (:func:`cupy_via_triton`).
+Every entry point with a Triton kernel (distances, k-NN, heat products and embeddings,
+``compare``) resolves through :func:`kernel_backend`, which then hands cupy codes to the
+Triton kernels through DLPack (zero-copy views, :func:`torch_view` and
+:func:`caller_array`) when Triton is importable and cupy was not asked for by name
+(:func:`cupy_via_triton`); results come back as cupy arrays, again without a copy.
 Naming an unavailable backend raises a ``ValueError`` listing the available ones.
 Nothing here imports triton or cupy until a backend is actually asked for.
 """
@@ -24,8 +26,8 @@ from typing import Any
 
 from ._arrays import array_module
 
-__all__ = ["BACKENDS", "available_backends", "resolve_backend", "cupy_via_triton", "dlpack_torch_words",
-           "dlpack_result", "torch_out_dtype"]
+__all__ = ["BACKENDS", "available_backends", "resolve_backend", "kernel_backend", "cupy_via_triton",
+           "dlpack_torch_words", "dlpack_result", "torch_view", "caller_array", "torch_out_dtype"]
 
 BACKENDS = ("numpy", "cpu", "triton", "cupy")
 ENV_VAR = "VQGEOM_BACKEND"
@@ -104,6 +106,43 @@ def cupy_via_triton(backend: str | None) -> bool:
     ``$VQGEOM_BACKEND`` named cupy, and Triton can run here."""
     named = (backend or "auto").lower() != "auto" or os.environ.get(ENV_VAR, "").strip().lower() not in ("", "auto")
     return not named and _triton_ok()
+
+
+def kernel_backend(backend: str | None, *arrays: Any) -> str:
+    """:func:`resolve_backend`, then cupy arrays to ``"triton"`` where :func:`cupy_via_triton`
+    says so: the one routing rule of every entry point that has a Triton kernel. Its
+    ``"triton"`` branch takes the arrays through :func:`torch_view` and hands results back
+    with :func:`caller_array`."""
+    name = resolve_backend(backend, *arrays)
+    if name == "cupy" and cupy_via_triton(backend):
+        name = "triton"  # the Triton kernels on zero-copy DLPack views of the cupy arrays
+    return name
+
+
+def torch_view(a: Any) -> Any:
+    """``a`` as the Triton kernels take it: a torch tensor as is; packed uint32 words of
+    another array library (cupy on the GPU) as a zero-copy int32 view
+    (:func:`dlpack_torch_words`); other arrays of such a library as zero-copy views."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return a
+    if str(getattr(a, "dtype", "")) == "uint32":
+        return dlpack_torch_words(a)
+    return torch.from_dlpack(a)
+
+
+def caller_array(t: Any, like: Any, np_dtype: Any = None) -> Any:
+    """A torch result of a Triton kernel in ``like``'s array library: unchanged for torch,
+    else a zero-copy DLPack view (:func:`dlpack_result`) as ``np_dtype`` (default: the
+    same dtype)."""
+    import torch
+
+    if isinstance(like, torch.Tensor):
+        return t
+    if np_dtype is None:
+        np_dtype = str(t.dtype).replace("torch.", "")
+    return dlpack_result(t, like, np_dtype)
 
 
 def dlpack_torch_words(words: Any) -> Any:

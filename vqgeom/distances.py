@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_module, like_input
-from ._backend import cupy_via_triton, resolve_backend
+from ._backend import kernel_backend
 from ._validate import Weights, check_layer_sizes_match, make_weights, result_dtype
 from .codes import Codes
 
@@ -123,9 +123,7 @@ def pairwise_distances(
         dt = result_dtype(max(codes_x.layer_sizes, default=0), True, "numpy") if per_layer else wt.dtype
         return _dask.pairwise_distances(codes_x, codes_y, weights=weights, per_layer=per_layer, backend=backend,
                                         out_dtype=dt)
-    name = resolve_backend(backend, codes_x.words)
-    if name == "cupy" and cupy_via_triton(backend):
-        name = "triton"  # the Triton kernels on zero-copy DLPack views of the cupy words
+    name = kernel_backend(backend, codes_x.words)  # cupy codes: Triton through DLPack unless cupy is named
     if per_layer:
         parts = [
             _distances(codes_x.layers([l]), None if codes_y is None else codes_y.layers([l]),
@@ -141,20 +139,15 @@ def _distances(codes_x: Codes, codes_y: Codes | None, wt: Weights, name: str, co
     """Distances by backend ``name``: the kernels get ``wt.kernel`` and an output dtype that
     holds the kernel sums; a halved layout's sums are then divided exactly. ``condensed``
     (``codes_y`` None): the pdist layout."""
-    if name == "triton":
+    if name == "triton":  # torch codes, or cupy's through zero-copy DLPack views both ways
+        from ._backend import caller_array, torch_out_dtype, torch_view
         from .kernels.triton import hamming as th
 
-        if codes_x.array_type == "torch":
-            out = th.pairwise_hamming(codes_x.words, None if codes_y is None else codes_y.words,
-                                      codes_x.layer_sizes, wt.kernel, wt.kernel_dtype("torch"), condensed=condensed)
-        else:  # cupy (any DLPack producer on the GPU): zero-copy views both ways
-            from ._backend import dlpack_result, dlpack_torch_words, torch_out_dtype
-
-            kdt = wt.kernel_dtype("numpy")
-            out = th.pairwise_hamming(dlpack_torch_words(codes_x.words),
-                                      None if codes_y is None else dlpack_torch_words(codes_y.words),
-                                      codes_x.layer_sizes, wt.kernel, torch_out_dtype(kdt), condensed=condensed)
-            out = dlpack_result(out, codes_x.words, kdt)
+        kdt = wt.kernel_dtype(codes_x.array_type)
+        tdt = kdt if codes_x.array_type == "torch" else torch_out_dtype(kdt)
+        out = th.pairwise_hamming(torch_view(codes_x.words), None if codes_y is None else torch_view(codes_y.words),
+                                  codes_x.layer_sizes, wt.kernel, tdt, condensed=condensed)
+        out = caller_array(out, codes_x.words, kdt)
     elif name == "cupy":
         from .kernels.cuda import loader
 

@@ -271,13 +271,19 @@ def compare(
     weights : per-layer weights, optional
         One sequence for all networks, or a list with one entry (or None) per network.
     names : labels for the table
-    backend : compute backend for the distances
-    method : {"auto", "histogram", "direct"}
+    backend : compute backend for the distances (cupy codes: the Triton kernels through
+        DLPack when Triton is importable, unless ``"cupy"`` is named)
+    method : {"auto", "histogram", "direct", "sym"}
         ``"auto"``: histograms for integer distances on the CPU when they stay small (their
         size bound from the largest possible distances), else direct. On CUDA (triton),
         ``"auto"`` keeps the fused cosine kernel (``heat_cosine`` with shared sigma2) or the
         direct route; the histogram route there (``torch.bincount`` on the GPU) is only taken
         when asked for, as it has not been timed on a GPU.
+        ``"sym"``: on the Triton route (CUDA torch codes, or cupy codes through DLPack), the
+        fused cosine kernel's variant that converts integer distances to float without I2F
+        (the fused kernel already computes the upper triangle only); ``heat_cosine`` with
+        shared sigma2s only (``ValueError`` otherwise). Checked in the Triton interpreter and
+        compiled ahead of time for every target, not yet timed on a GPU, hence opt-in.
     block_rows : rows per streamed block (at most; shrunk to the memory budget)
     progress : show a progress bar over blocks
 
@@ -332,19 +338,23 @@ def _per_network(weights: Any, n_networks: int) -> bool:
     return any(e is None or (not isinstance(e, (str, bytes)) and np.ndim(e) == 1) for e in entries)
 
 
-def _compare_triton(codes: list[Codes], wts: list[Any], s2: np.ndarray, squared: bool) -> np.ndarray:
-    """The GPU route: each pair's cosines for every sigma2 in one streamed kernel pass."""
+def _compare_triton(codes: list[Codes], wts: list[Any], s2: np.ndarray, squared: bool, magic: bool = False) -> np.ndarray:
+    """The GPU route: each pair's cosines for every sigma2 in one streamed kernel pass (torch
+    codes, or cupy's through zero-copy DLPack views). ``magic``: the kernel variant that
+    converts integer distances without I2F (``method="sym"`` of :func:`compare`)."""
+    from ._backend import torch_view
     from .kernels.triton import reductions
 
     m = len(codes)
     sim = np.ones((len(s2), m, m))
+    words = [torch_view(c.words) for c in codes]
     for a in range(m):
         for b in range(a + 1, m):
-            if codes[b].array_type != "torch" or codes[b].words.device != codes[a].words.device:
-                raise ValueError(f"models[{b}]: expected codes on {codes[a].words.device} like models[{a}]")
-            c = reductions.heat_cosine(codes[a].words, codes[a].layer_sizes, codes[b].words, codes[b].layer_sizes,
+            if codes[b].array_type != codes[a].array_type or words[b].device != words[a].device:
+                raise ValueError(f"models[{b}]: expected codes on {words[a].device} like models[{a}]")
+            c = reductions.heat_cosine(words[a], codes[a].layer_sizes, words[b], codes[b].layer_sizes,
                                        s2, weights_a=wts[a].kernel, weights_b=wts[b].kernel, squared=squared,
-                                       divisor_a=wts[a].divisor, divisor_b=wts[b].divisor)
+                                       divisor_a=wts[a].divisor, divisor_b=wts[b].divisor, magic=magic)
             sim[:, a, b] = sim[:, b, a] = c
     return sim
 
@@ -358,6 +368,7 @@ def heat_matmat(
     squared: bool = False,
     backend: str = "auto",
     block_rows: int = 1024,
+    method: str = "auto",
 ) -> Any:
     """Heat-kernel products ``exp(-D / sigma2) @ V`` over the VQ distances ``D`` of ``codes``.
 
@@ -378,17 +389,28 @@ def heat_matmat(
     squared : bool
         ``exp(-D**2 / sigma2)`` (Appendix A.2) instead.
     backend : str
-        ``"triton"`` (CUDA torch codes; float32 products, about 1e-6 relative) or a CPU backend
-        (float64). Dask codes: the backend of each tile on its worker.
+        ``"triton"`` (CUDA torch codes, and cupy codes through DLPack unless ``"cupy"`` is
+        named; float32 products, about 1e-6 relative) or a CPU backend (float64). Dask
+        codes: the backend of each tile on its worker.
     block_rows : int
         Rows of ``D`` computed at a time, at most (shrunk so a float64 block stays near 128 MB),
         where whole row blocks are used (see above).
+    method : {"auto", "sym"}
+        The Triton route's kernel. ``"auto"``: the measured kernel (every row block against
+        every column block). ``"sym"``: the symmetric kernel (tiles ``i <= j`` only, each
+        off-diagonal kernel tile applied to both sides, the column side added with float32
+        atomics; integer distances converted to float without I2F); see
+        :func:`vqgeom.kernels.triton.reductions.heat_matmat` for the predicted gain. Checked
+        in the Triton interpreter and compiled ahead of time for every target, not yet timed
+        on a GPU, hence opt-in. Atomic adds make the float32 summation order vary between
+        runs (results agree to float32 accuracy, not bit for bit). Other backends ignore it.
 
     Returns
     -------
     array of ``V``'s shape, float64
-        numpy for in-memory codes (torch float32 on the Triton route); for dask codes a lazy
-        dask array chunked like the codes' rows (per-tile products summed by a tree).
+        numpy for in-memory codes (float32 of the codes' array type on the Triton route:
+        torch, or cupy for cupy codes); for dask codes a lazy dask array chunked like the
+        codes' rows (per-tile products summed by a tree).
     """
     from .distances import _distances, codes_weights
 
@@ -403,24 +425,28 @@ def heat_matmat(
     if tuple(V.shape[:1]) != (n,) or len(V.shape) not in (1, 2):
         raise ValueError(f"V: expected shape ({n},) or ({n}, k) to match the {n} codes, got {tuple(V.shape)}")
     vector = len(V.shape) == 1
+    if method not in ("auto", "sym"):
+        raise ValueError(f"method: expected 'auto' or 'sym', got {method!r}")
     if codes.array_type == "dask":
         from . import _dask
 
         out = _dask.heat_matmat(codes, V.reshape(n, 1) if vector else V, s2, weights=weights, squared=squared,
                                 backend=backend, block_rows=block_rows)
         return out[:, 0] if vector else out
-    from ._backend import resolve_backend
+    from ._backend import caller_array, kernel_backend, torch_view
 
-    name = resolve_backend(backend, codes.words)
+    name = kernel_backend(backend, codes.words)  # cupy codes: Triton through DLPack unless cupy is named
     if name == "triton":
         import torch
 
         from .kernels.triton import reductions
 
-        Vt = torch.as_tensor(to_numpy(V), dtype=torch.float32, device=codes.words.device).reshape(n, -1)
-        out = reductions.heat_matmat(codes.words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
-                                     divisor=wt.divisor)
-        return out[:, 0] if vector else out
+        words = torch_view(codes.words)
+        Vt = torch_view(V) if array_module(V) in ("torch", "cupy") else torch.from_numpy(to_numpy(V))
+        Vt = Vt.to(device=words.device, dtype=torch.float32).reshape(n, -1)
+        out = reductions.heat_matmat(words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
+                                     divisor=wt.divisor, method="sym" if method == "sym" else "full")
+        return caller_array(out[:, 0] if vector else out, codes.words)
     Vn = to_numpy(V).astype(np.float64, copy=False).reshape(n, -1)
     from . import _cpu_stream
 

@@ -26,6 +26,7 @@ def knn(
     exclude_self: bool | None = None,
     backend: str = "auto",
     block_rows: int = 2048,
+    method: str = "auto",
 ) -> tuple[Any, Any]:
     """The ``k`` nearest rows of ``codes_y`` for every row of ``codes_x``.
 
@@ -44,6 +45,15 @@ def knn(
         Query rows per block, at most (shrunk so a block stays near 192 MB), on the routes
         that select from whole blocks (the numpy reference and CuPy backends, or the CPU
         without numba); the fused CPU route uses its own cache-sized blocks.
+    method : {"auto", "select"}
+        The Triton route's top-k: ``"auto"`` runs the measured kernel (k tile-wide minimum
+        passes over every column tile that holds a candidate); ``"select"`` the
+        threshold-filtered selection (each row inserts only candidates below its current
+        k-th key, a loop as long as the tile's most insertions, FAISS WarpSelect-style;
+        see :func:`vqgeom.kernels.triton.reductions.knn`). Same results (exact, same tie
+        rule). ``"select"`` has been checked in the Triton interpreter and compiled ahead of
+        time for every target but not yet timed on a GPU, hence opt-in. Other backends
+        ignore it.
 
     Returns
     -------
@@ -68,6 +78,8 @@ def knn(
     from .distances import check_pair, codes_weights
 
     codes_x, codes_y = check_pair(codes_x, codes_y)
+    if method not in ("auto", "select"):
+        raise ValueError(f"method: expected 'auto' or 'select', got {method!r}")
     k = check_int(k, "k")
     block_rows = check_int(block_rows, "block_rows")
     if exclude_self is not None and not isinstance(exclude_self, (bool, np.bool_)):
@@ -83,18 +95,18 @@ def knn(
     if k > m:
         raise ValueError(f"k: expected at most {m} neighbours among {ref.n} reference rows, got {k}")
     wt = codes_weights(codes_x, weights)
-    from ._backend import resolve_backend
+    from ._backend import kernel_backend
 
     if codes_x.array_type == "dask":  # per-tile top k, tree-merged (vqgeom._dask)
         from . import _dask
 
         return _dask.knn(codes_x, codes_y, k, weights=weights, exclude_self=exclude_self, backend=backend,
                          out_dtype=wt.dtype, block_rows=block_rows)
-    name = resolve_backend(backend, codes_x.words)
+    name = kernel_backend(backend, codes_x.words)  # cupy codes: Triton through DLPack unless cupy is named
     if codes_x.n == 0:
         return _empty(codes_x, k, wt)
     if name == "triton" and (not wt.integer or wt.kernel_int32()):
-        return _knn_triton(codes_x, ref, k, wt, exclude_self)
+        return _knn_triton(codes_x, ref, k, wt, exclude_self, method)
     from . import _cpu_stream
 
     if name == "cpu" and _cpu_stream.available():
@@ -210,19 +222,24 @@ def _drop_self(d: np.ndarray, i: np.ndarray, self_idx: np.ndarray, k: int):
     return d[keep].reshape(-1, k), i[keep].reshape(-1, k)
 
 
-def _knn_triton(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool) -> tuple[Any, Any]:
-    """The GPU route: one streamed kernel keeps each row's top k over all column tiles."""
+def _knn_triton(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool, method: str) -> tuple[Any, Any]:
+    """The GPU route: one streamed kernel keeps each row's top k over all column tiles
+    (torch codes, or cupy's through zero-copy DLPack views both ways)."""
     import torch
 
+    from ._backend import caller_array, torch_out_dtype, torch_view
     from .kernels.triton import reductions
 
     kk = k + 1 if exclude_self else k
-    d, i = reductions.knn(codes_x.words, codes_x.layer_sizes, kk,
-                          wy=None if ref is codes_x else ref.words, weights=wt.kernel)
+    wx = torch_view(codes_x.words)
+    d, i = reductions.knn(wx, codes_x.layer_sizes, kk, wy=None if ref is codes_x else torch_view(ref.words),
+                          weights=wt.kernel, method="select" if method == "select" else "passes")
     if exclude_self:
         keep = i != torch.arange(codes_x.n, device=i.device)[:, None]
         keep[keep.all(dim=1), -1] = False  # self not among the k + 1: drop the last instead
         d, i = d[keep].reshape(codes_x.n, k), i[keep].reshape(codes_x.n, k)
     if wt.divisor != 1:
         d = d // wt.divisor
-    return d.to(wt.dtype), i
+    if codes_x.array_type == "torch":
+        return d.to(wt.dtype), i
+    return caller_array(d.to(torch_out_dtype(wt.dtype)), codes_x.words, wt.dtype), caller_array(i, codes_x.words)

@@ -160,7 +160,7 @@ def _as_torch(D: Any, integral: bool) -> Any:
             return torch.from_numpy(D.astype(np.int64) if D.dtype.kind in "iu" else np.rint(D).astype(np.int64))
         return torch.from_numpy(D.astype(np.float64))
     if xp == "cupy":
-        D = torch.as_tensor(D, device="cuda")
+        D = torch.from_dlpack(D)  # zero copy, on the cupy array's own device
     if integral:
         return D.to(torch.int64) if not D.is_floating_point() else torch.round(D).to(torch.int64)
     return D.to(torch.float64)
@@ -178,11 +178,11 @@ def _distance_blocks(codes: Sequence[Any], wts: Sequence[Any], integral: Sequenc
     """
     from tqdm.auto import tqdm
 
-    from ._backend import resolve_backend
+    from ._backend import kernel_backend
     from .distances import _distances
 
     n = codes[0].n
-    name = resolve_backend(backend, codes[0].words)
+    name = kernel_backend(backend, codes[0].words)
     for r in tqdm(range(0, n, rows), desc=desc, disable=not progress, leave=False):
         yield r, [_as_torch(_distances(c[r : r + rows], c, wt, name), integ)
                   for c, wt, integ in zip(codes, wts, integral)]
@@ -716,7 +716,7 @@ def _comparison(values, measures, shared, bw, names, squared, route) -> Any:
 
 def run_compare(codes, wts, names, sigma2s, measures, squared, backend, method, block_rows, progress) -> Any:
     """Resolve the route and compute (see :func:`vqgeom.compare`)."""
-    from ._backend import resolve_backend
+    from ._backend import kernel_backend
 
     m, n = len(codes), codes[0].n
     bw = parse_sigma2s(sigma2s, m)
@@ -724,10 +724,15 @@ def run_compare(codes, wts, names, sigma2s, measures, squared, backend, method, 
     needs_sigma = any(x not in SIGMA_FREE for x in measures)
     if not needs_sigma and per_network:
         bw = np.full((1, m), np.nan)  # no bandwidth is used
-    if method not in ("auto", "histogram", "direct"):
-        raise ValueError(f"method: expected 'auto', 'histogram' or 'direct', got {method!r}")
+    if method not in ("auto", "histogram", "direct", "sym"):
+        raise ValueError(f"method: expected 'auto', 'histogram', 'direct' or 'sym', got {method!r}")
     integral = all(wt.integer for wt in wts)
-    name = resolve_backend(backend, codes[0].words)
+    name = kernel_backend(backend, codes[0].words)  # cupy codes: Triton through DLPack unless cupy is named
+    if method == "sym" and (name != "triton" or measures != ("heat_cosine",) or per_network
+                            or np.isnan(_shared(bw)).any()):
+        raise ValueError(f"method: 'sym' is the fused Triton cosine kernel's variant: it needs the triton backend "
+                         f"(got {name!r}), measure='heat_cosine' alone (got {measures}) and sigma2s shared by all "
+                         f"networks")
     if method == "histogram" and not integral:
         bad = [names[i] for i, wt in enumerate(wts) if not wt.integer]
         raise ValueError(f"method: 'histogram' needs integer distances (integer weights); networks {bad} have real "
@@ -751,7 +756,7 @@ def run_compare(codes, wts, names, sigma2s, measures, squared, backend, method, 
     if name == "triton" and measures == ("heat_cosine",) and not np.isnan(_shared(bw)).any():
         from .heat import _compare_triton
 
-        sim = _compare_triton(codes, wts, bw[:, 0], squared)
+        sim = _compare_triton(codes, wts, bw[:, 0], squared, magic=method == "sym")
         return _comparison({"heat_cosine": sim}, measures, _shared(bw), bw, names, squared, "triton")
     st = _direct_stats(codes, wts, names, bw, squared, measures, backend, block_rows, progress)
     values = _finish(st, n, measures, bw.shape[0], m, names)

@@ -52,6 +52,7 @@ def heat_embedding(
     backend: str = "auto",
     block_rows: int = 1024,
     tol: float = 1e-6,
+    method: str = "auto",
 ) -> HeatEmbedding:
     """The ``n_components`` leading eigenpairs of ``K = exp(-d / sigma2)`` over ``codes``.
 
@@ -64,7 +65,8 @@ def heat_embedding(
     squared : bool
         ``exp(-d**2 / sigma2)`` (Appendix A.2) instead.
     backend : str
-        ``"triton"`` (CUDA torch codes: streamed GPU products) or a CPU backend
+        ``"triton"`` (CUDA torch codes, or cupy codes through DLPack unless ``"cupy"`` is
+        named: streamed GPU products) or a CPU backend
         (see :mod:`vqgeom._backend`). Dask codes: Lanczos runs on the client over products
         computed tile by tile on the workers (:func:`vqgeom.heat_matmat`), each tile with
         this backend; ``eigenvectors`` and ``embedding`` come back as dask arrays.
@@ -73,6 +75,9 @@ def heat_embedding(
         128 MB).
     tol : float
         Lanczos tolerance (the GPU products are float32: about 1e-6 relative).
+    method : {"auto", "sym"}
+        The Triton route's product kernel (see :func:`vqgeom.heat_matmat`; ``"sym"``: the
+        symmetric kernel, opt-in until timed on a GPU).
 
     Returns
     -------
@@ -93,6 +98,8 @@ def heat_embedding(
     n = codes.n
     if k >= n:
         raise ValueError(f"n_components: expected fewer than the {n} rows, got {k}")
+    if method not in ("auto", "sym"):
+        raise ValueError(f"method: expected 'auto' or 'sym', got {method!r}")
     from .distances import codes_weights
     from .heat import heat_matmat
 
@@ -108,7 +115,7 @@ def heat_embedding(
     def matmat(V: np.ndarray) -> np.ndarray:
         # triton: float32 products on the GPU; CPU: float64 row blocks; dask: graphs of tiles
         out = heat_matmat(codes, np.asarray(V, dtype=np.float64).reshape(n, -1), s2, weights=wt, squared=squared,
-                          backend=backend, block_rows=block_rows)
+                          backend=backend, block_rows=block_rows, method=method)
         return to_numpy(out).astype(np.float64).reshape(n, -1)
 
     op = LinearOperator((n, n), matvec=lambda v: matmat(v)[:, 0], matmat=matmat, dtype=np.float64)

@@ -1,7 +1,11 @@
 """Ahead-of-time check: every default launch of every Triton kernel, compiled for each
 GPU target by Triton's own compiler on the CPU (no GPU needed), must fit the target.
 
-``python -m vqgeom.kernels.triton.aot [--targets 75,80,86,89,90] [--json]``
+``python -m vqgeom.kernels.triton.aot [--targets 75,80,86,89,90] [--optin-targets ...] [--json]``
+
+The opt-in kernels (explicit options not yet timed on a GPU: the symmetric heat product,
+the cosine without I2F, the threshold-filtered k-NN) are compiled for every target by
+default; ``--optin-targets`` narrows that (the CI test compiles them for a subset).
 
 The real wrappers (``pairwise_hamming``, ``int8_hamming``, ``encode_mlp``,
 ``heat_matmat`` ...) run on small CPU tensors while :func:`capture` makes
@@ -92,6 +96,29 @@ def _words(seed: int, n: int, sizes: tuple[int, ...]):
     return torch.from_numpy(pack_bits(rng.random((n, sum(sizes))) < 0.5, sizes).view(np.int32))
 
 
+def optin_scenarios() -> list[tuple[str, Callable[[], Any]]]:
+    """``(name, call)`` for the opt-in launches (see the module docstring)."""
+    import torch
+
+    from . import reductions
+
+    short = (20, 30)
+    b288 = (64,) * 4 + (32,)
+    long = (1000, 700, 300)
+    out = []
+    for name, sizes in (("b288", b288), ("long", long)):
+        wx = _words(1, 70, sizes)
+        out.append((f"heat sym {name}", lambda wx=wx, s=sizes: reductions.heat_matmat(wx, s, torch.ones(70), 10.0,
+                                                                                      method="sym")))
+        out.append((f"knn select {name} k=5", lambda wx=wx, s=sizes: reductions.knn(wx, s, 5, method="select")))
+    out.append(("heat sym b288 k=8", lambda: reductions.heat_matmat(_words(1, 70, b288), b288, torch.ones(70, 8),
+                                                                      10.0, method="sym")))
+    wa, wb = _words(3, 70, b288), _words(4, 70, short)
+    out.append(("cosine magic b288 x short", lambda: reductions.heat_cosine(wa, b288, wb, short, [1.0, 10.0],
+                                                                             magic=True)))
+    return out
+
+
 def scenarios() -> list[tuple[str, Callable[[], Any]]]:
     """``(name, call)`` for each default launch family: every public wrapper with its
     default configuration, over the code shapes that select different kernels or
@@ -160,11 +187,12 @@ def _resources(cubin: bytes, tmp: Path) -> dict:
     return dict(regs=reg, stack=stack, static_shared=shared, local=local)
 
 
-def check_target(target: DeviceInfo, tmp: Path) -> list[dict]:
-    """Compile every scenario's launches for ``target``; one row per compiled kernel."""
+def check_target(target: DeviceInfo, tmp: Path, optin: bool = True, default: bool = True) -> list[dict]:
+    """Compile every scenario's launches for ``target`` (the default ones unless not
+    ``default``, the opt-in ones with ``optin``); one row per compiled kernel."""
     rows = []
     seen: dict = {}
-    for name, call in scenarios():
+    for name, call in (scenarios() if default else []) + (optin_scenarios() if optin else []):
         t0 = time.time()
         with capture(target) as launches:
             try:
@@ -199,12 +227,13 @@ def check_target(target: DeviceInfo, tmp: Path) -> list[dict]:
     return rows
 
 
-def _check_one(cc: int) -> tuple[list[dict], float]:
+def _check_one(job: tuple[int, bool, bool]) -> tuple[list[dict], float]:
     import tempfile
 
+    cc, optin, default = job
     t = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = check_target(TARGETS[cc], Path(tmp))
+        rows = check_target(TARGETS[cc], Path(tmp), optin, default)
     return rows, time.time() - t
 
 
@@ -212,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(str(c) for c in TARGETS),
                     help="compute capabilities, comma-separated (default: all of TARGETS)")
+    ap.add_argument("--optin-targets", default=None,
+                    help="targets on which the opt-in kernels are compiled too (default: all of --targets)")
+    ap.add_argument("--only-optin", action="store_true", help="compile the opt-in kernels only")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON (last line)")
     ap.add_argument("--jobs", type=int, default=1, help="targets compiled in parallel processes")
     args = ap.parse_args(argv)
@@ -219,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [c for c in ccs if c not in TARGETS]
     if unknown:
         ap.error(f"--targets: unknown {unknown}; known {sorted(TARGETS)}")
+    optin = ccs if args.optin_targets is None else [int(c) for c in args.optin_targets.split(",") if c.strip()]
+    jobs = [(cc, cc in optin, not args.only_optin) for cc in ccs]
     rows = []
     t0 = time.time()
     if args.jobs > 1 and len(ccs) > 1:
@@ -228,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         import multiprocessing
 
         with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
-            parts = list(ex.map(_check_one, ccs))
+            parts = list(ex.map(_check_one, jobs))
     else:
-        parts = [_check_one(cc) for cc in ccs]
+        parts = [_check_one(job) for job in jobs]
     for cc, (part, secs) in zip(ccs, parts):
         rows += part
         bad = [r for r in part if not r["ok"]]
