@@ -11,8 +11,8 @@ k-NN (:func:`topk_update`)
     (ties to the smaller column: the library's tie rule). Columns arrive in increasing
     order, so a new entry enters only when it is strictly below the row's current worst,
     and goes after every kept entry of equal distance. The scan tests 32 columns at a time
-    against the worst (a vectorised minimum) and only looks at single entries in the rare
-    groups that hold a candidate.
+    against the worst (vectorised compares, OR-reduced) and only looks at single entries in
+    the rare groups that hold a candidate.
 
 Heat kernel (:func:`heat_table`, :func:`heat_exp`)
     ``out[r, c] += sum_j h(D[r, j]) * Vt[c, c0 + j]``. Integer distances take ``h`` from a table
@@ -79,10 +79,10 @@ def topk_update(D, c0, own0, best_d, best_i, fill):
             worst = bd[k - 1]
             while j < C:
                 e = min(j + GROUP, C)
-                lo = row[j]
-                for q in range(j + 1, e):
-                    lo = min(lo, row[q])
-                if lo < worst:
+                hit = False
+                for q in range(j, e):  # vectorised: one compare per lane, OR-reduced
+                    hit |= row[q] < worst
+                if hit:
                     for q in range(j, e):
                         if row[q] < worst and q != own:
                             _insert(bd, bi, k, row[q], c0 + q)

@@ -3,10 +3,10 @@ routes of :func:`vqgeom.knn`, :func:`vqgeom.heat_matmat` and their dask tiles do
 
 The rows are cut into ``threads`` contiguous bands, one Python thread each (every heavy step
 releases the GIL). A band walks ``SLAB_ROWS x CHUNK_COLS`` blocks: the CPU distance kernel
-(:func:`vqgeom.kernels.cpu.pairwise_hamming`, on one thread) writes the block (about 1 MB,
-cache-resident) and a fused numba kernel (:mod:`vqgeom.kernels.cpu_stream`) folds it at once
-into each row's best ``k`` or into the heat-kernel product. Memory: the result plus one block
-per thread; never ``N x M``.
+(:func:`vqgeom.kernels.cpu.pairwise_hamming`, on one thread) writes the block into one reused
+buffer (1 MB of uint16; 4 MB of float64 for real weights) and a fused numba kernel
+(:mod:`vqgeom.kernels.cpu_stream`) folds it at once into each row's best ``k`` or into the
+heat-kernel product. Memory: the result plus one buffer per thread; never ``N x M``.
 
 ``threads`` defaults to ``torch.get_num_threads()`` (the library's thread setting, as for the
 distance kernels); dask tiles pass 1 (a worker runs one task per worker thread).
@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["available", "resolve_threads", "distance_block", "knn_rows", "heat_rows"]
 
-SLAB_ROWS = 128
+SLAB_ROWS = 256
 CHUNK_COLS = 2048
 TABLE_MAX = 1 << 16  # integer distances up to this use a table of exp(-d / sigma2)
 _NO_SELF = -(1 << 62)

@@ -67,7 +67,7 @@ def knn(
 
     Notes
     -----
-    The CPU route folds each cache-sized block of distances (128 x 2048) into its rows'
+    The CPU route folds each cache-sized block of distances (256 x 2048) into its rows'
     sorted best ``k`` as soon as the distance kernel has written it (numba, ties to the
     smaller index), on ``torch.get_num_threads()`` threads over bands of rows; memory
     ``O(N k)`` plus about 1 MB per thread. Other routes: one block of ``rows x columns``
