@@ -212,8 +212,9 @@ def test_compare_with_dask_X(client):
     got2 = vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]])
     assert_close(got2.similarity, vqgeom.compare(nets, X, s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]]).similarity)
     # the other measures and per-network bandwidths have no dask route yet: said, not silently local
-    for kw in (dict(measure="mantel"), dict(sigma2s="per_network")):
-        with pytest.raises(ValueError, match="dask codes support"):
+    for kw, arg in ((dict(measure="mantel"), "measure"), (dict(measure=["heat_cosine", "rbf_cka"]), "measure"),
+                    (dict(sigma2s="per_network"), "sigma2s"), (dict(sigma2s=[[1.0, 2.0, 3.0]]), "sigma2s")):
+        with pytest.raises(ValueError, match=f"^{arg}: dask codes support"):
             vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), **{"sigma2s": s2, **kw})
 
 

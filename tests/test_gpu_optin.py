@@ -343,6 +343,15 @@ def test_cupy_codes_take_the_triton_kernels(fake_cupy, monkeypatch):
                                rtol=0, atol=1e-5)
     # the kernels saw zero-copy views of the cupy words
     assert any(a is codes.words for a in seen)
+    # the streamed direct route (distance blocks through the Triton kernels, read back through DLPack)
+    both = [codes, _cupy_codes(bits2, (33,))]
+    host = [Codes(np.asarray(c.words).view(np.ndarray), c.layer_sizes) for c in both]
+    for measure in ("mantel", "rbf_cka"):
+        got_m = vqgeom.compare(both, sigma2s=[10.0], measure=measure)
+        want_m = vqgeom.compare(host, sigma2s=[10.0], measure=measure, backend="numpy", method="direct")
+        assert got_m.route == "direct"
+        # float64 sums of exact integer distances (and float64 exp) on both routes
+        np.testing.assert_allclose(got_m.similarity, want_m.similarity, rtol=1e-12)
 
 
 def test_cupy_inputs_take_the_fused_encoder(fake_cupy, monkeypatch):
