@@ -148,6 +148,16 @@ def test_knn_cross_sets_and_k_larger_than_a_column_block(client):
         vqgeom.knn(q, dc, k=5)  # numpy queries against dask references: wrap them with da.from_array
 
 
+def test_knn_and_heat_with_an_empty_row_chunk(client):
+    c, _ = random_codes("knn-empty", 120, (20, 12), 120)
+    dc = Codes(da.from_array(c.words, chunks=((50, 0, 70), (c.n_words,))), c.layer_sizes)  # a zero-row block
+    d, i = vqgeom.knn(c, k=5)
+    dd, ii = dask.compute(*vqgeom.knn(dc, k=5))
+    np.testing.assert_array_equal(ii, i)
+    np.testing.assert_array_equal(dd, d)
+    assert_close(vqgeom.heat_matmat(dc, np.ones(c.n), 7.0).compute(), vqgeom.heat_matmat(c, np.ones(c.n), 7.0))
+
+
 def test_heat_products_and_embedding(client):
     c, dc = random_codes("heat", 240, (40, 7, 33), 100)
     rng = np.random.default_rng(seed("heat-v"))
