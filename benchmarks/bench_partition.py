@@ -15,7 +15,8 @@ on the shared 2-core machine a threaded BLAS spent most of its time waiting.
 2. All-pairs d_Omega on the partition of a width-``--dist-width`` net, unweighted and with
    layer weights (1, 2, 3), on 2 threads and on 1: every source once, in chunks of 4096
    consecutive sources along a Z-order of the regions (the full float64 matrix of 20,000
-   rows would take 3.2 GB), the time is the chunks' sum; 100 sampled rows checked against
+   rows would take 3.2 GB) written into one reused buffer (touched once before timing), the
+   time is the chunks' sum; 100 sampled rows checked against
    ``scipy.sparse.csgraph.shortest_path``, whose per-row time gives its all-pairs estimate.
 
 Bars (issue 14): at least as fast as regioncam at W = 16, 32, 64, 96, 128 with equal region
@@ -206,6 +207,10 @@ def main(argv=None) -> int:
     dist = {"width": args.dist_width, "regions": part.n_regions, "edges": int(len(part.edge_index)), "sources": n,
             "loadavg_before": os.getloadavg(), "chunk": 4096}
     thread_counts = [None, 1] if (os.cpu_count() or 1) > 1 else [None]
+    # One result buffer for all chunks (Partition.distances(out=...)): a fresh 680 MB array
+    # per chunk would add the system's page zeroing (~0.1-1 s per chunk here) to the search.
+    buf = np.empty((min(n, 4096), part.n_regions))
+    buf.fill(0.0)  # touch the pages (np.zeros would leave them to the first write)
     for tag, w in (("unweighted", None), ("weights_1_2_3", (1.0, 2.0, 3.0))) if n else ():
         adj = part.adjacency(w)
         for threads in thread_counts:
@@ -214,14 +219,13 @@ def main(argv=None) -> int:
             for c0 in range(0, n, 4096):
                 src = allsrc[c0 : c0 + 4096]
                 t = time.perf_counter()
-                D = part.distances(w, sources=src, threads=threads)
+                D = part.distances(w, sources=src, threads=threads, out=buf[: src.size])
                 t_dist += time.perf_counter() - t
                 dmax = max(dmax, float(D.max()))
                 inside = sample[(sample >= c0) & (sample < c0 + 4096)]
                 if inside.size:
                     ref = shortest_path(adj, method="D", directed=False, indices=src[inside - c0])
                     assert np.array_equal(D[inside - c0], ref), f"d_Omega ({tag}) rows differ from scipy's"
-                del D
             key = f"{tag}_threads_{threads or os.cpu_count()}"
             dist[key] = {"all_pairs_s": t_dist, "max_distance": dmax, "loadavg_after": os.getloadavg()}
             print(f"d_Omega {key}: {dist[key]}", flush=True)

@@ -496,6 +496,11 @@ def test_distances_on_a_partition_against_scipy():
         D = part.distances(w, sources=src, threads=2)
         ref = shortest_path(part.adjacency(w), method="D", directed=False, indices=src)
         np.testing.assert_array_equal(D, ref)
+        buf = np.full((src.size, part.n_regions), -1.0)
+        assert part.distances(w, sources=src, out=buf) is buf
+        np.testing.assert_array_equal(buf, ref)
+    with pytest.raises(ValueError, match="out"):
+        part.distances(sources=src, out=np.empty((src.size, part.n_regions), dtype=np.float32))
 
 
 def test_weighted_distances_route_and_fallback():

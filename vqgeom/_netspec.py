@@ -65,7 +65,7 @@ def _check_matrix(A: Any, b: Any, where: str, in_dim: int | None) -> tuple[np.nd
     b = np.zeros(A.shape[0]) if b is None else np.asarray(b, dtype=np.float64).reshape(-1)
     if b.shape != (A.shape[0],):
         raise ValueError(f"{where}: expected a bias of shape ({A.shape[0]},), got {b.shape}")
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+    if not (np.isfinite(A).all() and np.isfinite(b).all()):
         raise ValueError(f"{where}: weights and biases must be finite")
     return A, b
 

@@ -468,8 +468,7 @@ class HalfEdges:
         he = cls.__new__(cls)
         he.X, he.hv, he.hn, he.ht, he.hf, he.hl = X, hv, hn, ht, hf, hl
         he.fh, he.fpar, he.stamp, he.hk, he.counts = fh, fpar, stamp, hk, counts
-        he.win = np.zeros(fh.shape[0], dtype=np.int64)
-        he.atom = np.zeros(fh.shape[0], dtype=np.int64)
+        he.win = he.atom = None  # only cut_max uses them: a finished cut takes no more cuts
         he.next_stamp = next_stamp
         return he
 
@@ -562,6 +561,44 @@ def homogeneous_next_maps(pre, par, pts, slope):
 
 
 @njit(cache=True, nogil=True)
+def face_centres(nf, X, hv, hn, fh):
+    """The vertex means (nf, 2) and the largest distance from the mean to a vertex (nf,) of
+    every face: as :func:`export_faces` computes them (same order of summation)."""
+    cen = np.empty((nf, 2))
+    rad = np.empty(nf)
+    for f in range(nf):
+        e0 = fh[f]
+        e = e0
+        sx = 0.0
+        sy = 0.0
+        n = 0
+        while True:
+            v = hv[e]
+            sx += X[v, 0]
+            sy += X[v, 1]
+            n += 1
+            e = hn[e]
+            if e == e0:
+                break
+        cx = sx / n
+        cy = sy / n
+        r2 = 0.0
+        e = e0
+        while True:
+            v = hv[e]
+            d2 = (X[v, 0] - cx) ** 2 + (X[v, 1] - cy) ** 2
+            if d2 > r2:
+                r2 = d2
+            e = hn[e]
+            if e == e0:
+                break
+        cen[f, 0] = cx
+        cen[f, 1] = cy
+        rad[f] = np.sqrt(r2)
+    return cen, rad
+
+
+@njit(cache=True, nogil=True)
 def _grown(a, cap, fill):
     out = np.full((cap,) + a.shape[1:], fill, dtype=a.dtype)
     out[: a.shape[0]] = a
@@ -614,7 +651,7 @@ def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
     stamp = np.full(capV, -1, dtype=np.int64)
     hk = np.empty(capV)
     counts = np.array([4, 4, 1], dtype=np.int64)
-    V, E, off, cen, rad, area, cent = export_faces(1, X, hv, hn, hl, fh)
+    V, E, off, cen, rad, area, cent = export_faces(1, X, hv, hn, hl, fh)  # the box (also the result if L == 0)
     L = dims.size - 1
     wo = 0
     bo = 0
@@ -675,8 +712,10 @@ def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
             fh = _grown(fh, capF, 0)
             fpar = _grown(fpar, capF, 0)
         sbase += n
-        V, E, off, cen, rad, area, cent = export_faces(counts[2], X, hv, hn, hl, fh)
-        if li < L - 1:
+        if li == L - 1:
+            V, E, off, cen, rad, area, cent = export_faces(counts[2], X, hv, hn, hl, fh)
+        else:
+            cen, rad = face_centres(counts[2], X, hv, hn, fh)
             Z = homogeneous_next_maps(pre, fpar[: counts[2]], cen, slopes[bo : bo + n])
         wo += n * d
         bo += n

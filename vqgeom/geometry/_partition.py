@@ -529,8 +529,12 @@ class Partition:
         p.layer_sizes = layer_sizes(spec)
         p.layer_groups = layer_groups(spec)
         p.layer_names = spec.names
-        p._layer_base = np.concatenate([[0], np.cumsum(p.layer_sizes)]).astype(np.int64)
         return p
+
+    @property
+    def _layer_base(self) -> np.ndarray:
+        """Global index of each coding layer's first bit, and the total (L + 1,)."""
+        return np.concatenate([[0], np.cumsum(self.layer_sizes)]).astype(np.int64)
 
     @classmethod
     def _from_2d(cls, spec, st, bounds, M0, c0, tol):
@@ -597,10 +601,11 @@ class Partition:
     def _set_edges(self, i, j, lab, segments) -> None:
         lab = np.asarray(lab, dtype=np.int64)
         edge_index = np.stack([i, j], axis=1).astype(np.int64)  # (E, 2), i < j
-        layer = (np.searchsorted(self._layer_base, lab, side="right") - 1).astype(np.int64)
+        base = self._layer_base
+        layer = (np.searchsorted(base, lab, side="right") - 1).astype(np.int64)
         # One-hot layers: the unit is the max unit (a hop changes its argmax), not a bit.
         g = np.asarray(self.layer_groups, dtype=np.int64)[layer] if len(layer) else np.zeros(0, dtype=np.int64)
-        unit = ((lab - self._layer_base[layer]) // np.maximum(g, 1)).astype(np.int64)
+        unit = ((lab - base[layer]) // np.maximum(g, 1)).astype(np.int64)
         self._edges = (edge_index, layer, unit, segments)  # segments (E, 2, dim): the shared boundary piece
 
     # -- views ----------------------------------------------------------------------------
@@ -666,7 +671,7 @@ class Partition:
 
     def distances(
         self, weights: Sequence[float] | None = None, *, sources: Any = None, progress: bool | None = None,
-        threads: int | None = None,
+        threads: int | None = None, out: np.ndarray | None = None,
     ) -> np.ndarray:
         """d_Omega between regions: hop distance, or with ``weights`` each hop costs its layer's weight.
 
@@ -677,8 +682,8 @@ class Partition:
             integer multiples (at most 64) of one unit, such as ``(1, 2, 3)`` or
             ``(0.5, 1.5)``, the distances are integer levels (times the unit, so equal to the
             weighted hop sums up to one rounding) from a compiled search over blocks of 64
-            nearby sources (:mod:`vqgeom.geometry._dial`: about 4 s for all pairs of 20,000
-            regions on 2 cores); other weights go through
+            nearby sources (:mod:`vqgeom.geometry._dial`: seconds for all pairs of 20,000
+            regions, ``benchmarks/results/partition.md``); other weights go through
             ``scipy.sparse.csgraph.shortest_path`` (Dijkstra, about 1-4 ms per source on a
             20,000-region graph).
         sources : array_like of int, optional
@@ -687,6 +692,9 @@ class Partition:
             Show a tqdm bar; default: when there are more than 4096 sources.
         threads : int, optional
             Threads for the compiled search (default: the CPU count).
+        out : ndarray float64 (len(sources), n_regions), optional
+            Written in place and returned: one buffer reused over chunks of sources saves
+            allocating (and the system zeroing) a fresh result every time.
 
         Returns
         -------
@@ -706,6 +714,10 @@ class Partition:
                 raise ValueError(f"sources: expected region indices in [0, {self.n_regions}), got {idx[:10]}")
             idx = idx.astype(np.int64)
         show = idx.size > 4096 if progress is None else bool(progress)
+        if out is not None and not (isinstance(out, np.ndarray) and out.dtype == np.float64
+                                    and out.shape == (idx.size, self.n_regions) and out.flags.c_contiguous):
+            raise ValueError(f"out: expected a C-contiguous float64 array of shape {(idx.size, self.n_regions)}, got "
+                             f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
         if weights is None:
             ew, unit = np.ones(adj.indices.size, dtype=np.int64), 1.0
         else:
@@ -713,13 +725,17 @@ class Partition:
             if iw is None:
                 from scipy.sparse.csgraph import shortest_path
 
-                return shortest_path(adj, method="D", directed=False, indices=idx)
+                D = shortest_path(adj, method="D", directed=False, indices=idx)
+                if out is None:
+                    return D
+                out[...] = D
+                return out
             unit = iw[1]
             # adj.data holds each edge's layer weight: as integer multiples of the unit.
             ew = np.rint(adj.data / unit).astype(np.int64)
         # Nearby regions come close along a Z-curve of their positions (blocks of sources).
         return dial_distances(adj.indptr, adj.indices, ew, idx, zorder(self.points), unit=unit, threads=threads,
-                              progress=show)
+                              progress=show, out=out)
 
     def code_distances(self, weights: Sequence[float] | None = None, *, per_layer: bool = False) -> np.ndarray:
         """VQ distance between the regions' codes: (R, R) float64, or (L, R, R) int64 with ``per_layer``.
