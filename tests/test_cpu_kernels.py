@@ -315,3 +315,36 @@ def test_avx2_tile_shape_in_a_subprocess(tmp_path):
     env.pop("NUMBA_CPU_FEATURES", None)
     r = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "avx2-ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_pooled_result_buffers_are_never_shared_while_alive(monkeypatch):
+    # Results of >= 1 MB come from a pool of freed buffers: a result (or any view of it, or a
+    # torch tensor on it) that is still alive must keep its values when later calls of the
+    # same size run; a buffer is handed out again only once nothing refers to it.
+    import torch
+
+    monkeypatch.setattr(cpu, "_pool", [])
+    n, sizes = 1024, [64]
+    bits = [_bits(zlib.crc32(f"pool{i}".encode()), n, 64) for i in range(5)]
+    words = [pack_bits(b, sizes) for b in bits]
+    expected = [reference.hamming(b, b, sizes) for b in bits]
+
+    def run(i):
+        return cpu.pairwise_hamming(words[i], None, sizes, None, np.dtype(np.uint16), method="popcount")
+
+    r0 = run(0)
+    view = run(1)[3:7]  # only a view of the second result survives
+    t2 = torch.from_numpy(run(2))  # only a torch tensor on the third
+    r3 = run(3)
+    ptr = r3.ctypes.data
+    np.testing.assert_array_equal(r0, expected[0])
+    np.testing.assert_array_equal(view, expected[1][3:7])
+    np.testing.assert_array_equal(t2.numpy(), expected[2])
+    np.testing.assert_array_equal(r3, expected[3])
+    del r3
+    r4 = run(4)  # the fourth result's buffer is free now
+    assert r4.ctypes.data == ptr
+    np.testing.assert_array_equal(r4, expected[4])
+    np.testing.assert_array_equal(r0, expected[0])
+    cpu.release_buffers()
+    assert cpu._pool == []
