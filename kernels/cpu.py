@@ -187,8 +187,10 @@ def pairwise_hamming(
     Returns
     -------
     ndarray (N, M) of ``out_dtype`` (or (L, N, M) with ``per_layer``); no memory beyond the
-    result and a transposed copy of ``wy`` (popcount), or a few MB of GEMM blocks plus the
-    int8 ±1 codes, ``32 W`` bytes a row (int8).
+    result and a copy of ``wy`` packed into panels (popcount), or a few MB of GEMM blocks
+    plus the int8 ±1 codes, ``32 W`` bytes a row (int8). Popcount results of 1 MB to
+    256 MB come from a pool of (at most two) buffers whose earlier results are gone, which
+    it keeps after they are: :func:`release_buffers` returns them.
     """
     method = kernel_choice() if method is None else method
     if method not in KERNELS:
@@ -240,7 +242,7 @@ def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
 
 
 _POOL_MIN_BYTES = 1 << 20
-_POOL_MAX_BYTES = 1 << 30
+_POOL_MAX_BYTES = 256 << 20
 _POOL_SIZE = 2
 _pool: list[np.ndarray] = []
 _pool_lock = threading.Lock()
