@@ -231,7 +231,7 @@ def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
             if buf is None:
                 buf = np.empty(need, dtype=np.uint8)
                 if len(_pool) >= _POOL_SIZE and free is not None:
-                    _pool.remove(free)  # an unused buffer of another size makes room
+                    del _pool[next(i for i in range(len(_pool)) if _pool[i] is free)]  # room: an unused one of another size
                 if len(_pool) < _POOL_SIZE:
                     _pool.append(buf)
             b = free = None  # no stray references to pooled buffers

@@ -346,5 +346,12 @@ def test_pooled_result_buffers_are_never_shared_while_alive(monkeypatch):
     assert r4.ctypes.data == ptr
     np.testing.assert_array_equal(r4, expected[4])
     np.testing.assert_array_equal(r0, expected[0])
+    # other sizes: an unused buffer of another size makes room, results stay right
+    for n2 in (600, 900, 600):
+        b2 = _bits(n2, n2, 64)
+        got = cpu.pairwise_hamming(pack_bits(b2, sizes), None, sizes, None, np.dtype(np.uint16), method="popcount")
+        np.testing.assert_array_equal(got, reference.hamming(b2, b2, sizes))
+    assert len(cpu._pool) <= cpu._POOL_SIZE
+    np.testing.assert_array_equal(r4, expected[4])
     cpu.release_buffers()
     assert cpu._pool == []
