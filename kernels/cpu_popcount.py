@@ -169,7 +169,8 @@ def _micro(typingctx, x, r0, yp, p, k0, k1, d, drow, dcol, nt):
         pw = ir.Constant(i64, PW)
         ybase0 = builder.mul(builder.mul(pv, w), pw)
         xrows = [builder.mul(builder.add(r0v, ir.Constant(i64, r)), w) for r in range(R)]
-        with cgutils.for_range_slice(builder, k0v, k1v, ir.Constant(i64, 1)) as (k, _):
+        def step(k, first):
+            """Word ``k``: the tile's counts set (``first``) or incremented."""
             ybase = builder.add(ybase0, builder.mul(k, pw))
             ys = []
             for v in range(V):
@@ -180,7 +181,13 @@ def _micro(typingctx, x, r0, yp, p, k0, k1, d, drow, dcol, nt):
                 xb = builder.shuffle_vector(builder.insert_element(undef, xe, ir.Constant(i32, 0)), undef, mask)
                 for v in range(V):
                     c = builder.call(ctpop, [builder.xor(xb, ys[v])])
-                    builder.store(builder.add(builder.load(accs[r][v]), c), accs[r][v])
+                    builder.store(c if first else builder.add(builder.load(accs[r][v]), c), accs[r][v])
+
+        # The first word sets the counts (no add of zeros), the others add to them.
+        with builder.if_then(builder.icmp_signed("<", k0v, k1v)):
+            step(k0v, True)
+            with cgutils.for_range_slice(builder, builder.add(k0v, ir.Constant(i64, 1)), k1v, ir.Constant(i64, 1)) as (k, _):
+                step(k, False)
         vals = [[_store_convert(builder, builder.load(accs[r][v]), elty) for v in range(V)] for r in range(R)]
         ptrs = []
         for r in range(R):
