@@ -253,9 +253,9 @@ def test_symmetric_weighted_and_code_lengths():
 
 
 def test_non_temporal_stores(monkeypatch):
-    # Both non-temporal store paths (the kernel's tiles without the symmetric saving, the mirrored
-    # tiles with it) forced on a
-    # small result: aligned rows (m * itemsize a multiple of 64, a 64-byte aligned result).
+    # Both non-temporal store paths (the kernel's tiles without the symmetric saving, the
+    # mirrored tiles with it) forced on a small result: aligned rows (m * itemsize a multiple
+    # of 64, a 64-byte aligned result).
     cp = _popcount()
     monkeypatch.setattr(cp, "NT_MIN_BYTES", 0)
     monkeypatch.setattr(cp, "NT_DIRECT", True)
