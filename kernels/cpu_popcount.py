@@ -93,6 +93,7 @@ SYM_MIN_WORDS = 6
 # 1.8 ms between faiss calls); not for the kernel's tiles in the symmetric case, whose
 # upper-triangle tiles are read back for the mirror right after (from memory if they
 # bypassed the cache: slower).
+MIN_WORK_PER_THREAD = 1 << 22
 NT_MIN_BYTES = 8 << 20
 NT_DIRECT = True
 NT_MIRROR = True
@@ -416,7 +417,8 @@ def pairwise(
         ``sum_l wint[l] B_l < 2**64``) or MODE_REAL_WEIGHTS (P = 1, float64 ``sum_l wflt[l] h_l``)
     out : ndarray (P, N, M), C-contiguous, any integer dtype holding the result, or float64
     threads : int
-        Python threads over row blocks (the kernels release the GIL).
+        Python threads over row blocks (the kernels release the GIL); at most one per
+        :data:`MIN_WORK_PER_THREAD` pairs of words.
     symmetric : bool or None
         With ``wy`` None: compute the upper triangle and mirror it. None: where the codes
         have at least :data:`SYM_MIN_WORDS` words.
@@ -440,7 +442,9 @@ def pairwise(
     wflt_a = np.ones(n_layers, np.float64) if wflt is None else np.asarray(wflt, dtype=np.float64)
     sym = wy is None and (w >= SYM_MIN_WORDS if symmetric is None else bool(symmetric))
     n_blocks = (n + IB - 1) // IB
-    threads = max(1, min(int(threads), n_blocks))
+    # a thread per MIN_WORK_PER_THREAD word pairs at most (handing a block to a worker thread
+    # costs tens of microseconds, as much as 1024 x 1024 distances of 64 bits)
+    threads = max(1, min(int(threads), n_blocks, (n * m * max(w, 1)) // MIN_WORK_PER_THREAD))
     div = np.uint64(divisor)
     # Non-temporal stores where every row of the result starts on a 64-byte boundary and
     # the result is larger than the caches would keep (NT_MIN_BYTES): they skip reading
