@@ -463,6 +463,7 @@ def pairwise(
     if len(parts) == 1:
         job(parts[0])
     else:
-        for f in [_pool(len(parts)).submit(job, b) for b in parts]:
+        ex = _pool(len(parts))
+        for f in [ex.submit(job, b) for b in parts]:
             f.result()
     return out
