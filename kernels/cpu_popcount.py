@@ -260,14 +260,16 @@ def _transpose(typingctx, src, si, sj, dst, di, dj, nt):
 @njit(cache=True, nogil=True, boundscheck=False)
 def _pass(x, yp, n, m, d, k0, k1, i0, i1, p0, p1, scratch, nt):
     """``d[i0:i1, p0 * PW : p1 * PW]`` (clipped to ``n x m``) over the words ``k0:k1``:
-    panels outer, the block's row tiles inner. Tiles that stick out of the result go
-    through ``scratch`` (R, PW). ``nt``: non-temporal stores for the whole tiles (the
-    caller checked that ``d``'s rows are 64-byte aligned)."""
-    for p in range(p0, p1):
-        j0 = p * PW
-        cols_in = j0 + PW <= m
-        for i in range(i0, i1, R):
-            if cols_in and i + R <= n:
+    each row tile along all its panels (the result written ``R`` rows at a time). Tiles that
+    stick out of the result go through ``scratch`` (R, PW). ``nt``: non-temporal stores for
+    the whole tiles (the caller checked that ``d``'s rows are 64-byte aligned). One call a
+    block of rows: calls with array arguments cost reference-count updates on arrays that
+    all threads share."""
+    for i in range(i0, i1, R):
+        rows_in = i + R <= n
+        for p in range(p0, p1):
+            j0 = p * PW
+            if rows_in and j0 + PW <= m:
                 _micro(x, i, yp, p, k0, k1, d, i, j0, nt)
             else:
                 _micro(x, i, yp, p, k0, k1, scratch, 0, 0, False)
@@ -348,8 +350,7 @@ def _blocks(x, yp, n, m, out, offs, mode, wint, divisor, wflt, sym, ntd, ntm, bl
                 d = out[l]
                 k0 = offs[l] if mode == MODE_PER_LAYER else offs[0]
                 k1 = offs[l + 1] if mode == MODE_PER_LAYER else offs[n_layers]
-                for i in range(i0, i1, R):
-                    _pass(x, yp, n, m, d, k0, k1, i, min(i + R, i1), p0, n_panels, sdt, ntd)
+                _pass(x, yp, n, m, d, k0, k1, i0, i1, p0, n_panels, sdt, ntd)
         else:
             o = out[0]
             for i in range(i0, i1, R):
