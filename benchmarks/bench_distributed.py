@@ -55,10 +55,18 @@ def cpu_seconds() -> float:
 
 
 def warm() -> None:
-    """Import what the tiles use, so that no timed task pays for importing torch."""
+    """Import what the tiles use and load the compiled kernels, so that no timed task pays
+    for importing torch or loading numba's cache."""
     import vqgeom._dask  # noqa: F401
     import vqgeom.kernels.cpu  # noqa: F401
     import vqgeom.neighbors  # noqa: F401
+    from vqgeom import _cpu_stream
+    from vqgeom.distances import codes_weights
+
+    c = make_codes(64)
+    wt = codes_weights(c, None)
+    _cpu_stream.knn_rows(c.words, c.words, SIZES, wt, K, exclude_self=True, threads=1)
+    _cpu_stream.heat_rows(c.words, c.words, SIZES, wt, np.ones(64), SIGMA2, threads=1)
 
 
 def inmem(args) -> None:
@@ -81,6 +89,50 @@ def inmem(args) -> None:
         cpus.append(cpu_seconds() - c0)
     np.save(args.save, np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in (out if isinstance(out, tuple) else (out,))]))
     print(json.dumps({"times": times, "cpu_s": cpus, "peak_rss": peak_rss()}))
+
+
+def tile(args) -> None:
+    """Subprocess: CPU seconds of one ``chunk x chunk`` k-NN tile and heat tile on one thread,
+    by the fused route and by the previous route (whole distance slabs, then selection by
+    ``vqgeom.neighbors.smallest`` / ``np.exp`` and a BLAS product); prints JSON. Run with and
+    without dask's worker setting MALLOC_TRIM_THRESHOLD_=65536 (freed memory goes back to
+    the OS at once, so every fresh block page-faults)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from vqgeom import _dask
+
+    codes = make_codes(args.chunk)
+    w, meta = codes.words, _dask._meta(codes)
+    v = np.ones((args.chunk, 1))
+    routes = {
+        "knn fused": lambda: _dask._tile_topk(w, w, 0, 0, meta, None, "auto", K, True, 2048),
+        "knn slabs + smallest (before)": lambda: _dask._tile_topk_blocks(w, w, 0, 0, meta, None, "auto", K, True, 2048),
+        "heat fused": lambda: _dask._tile_heat(w, w, v, meta, None, "auto", SIGMA2, False, 2048),
+        "heat slabs + np.exp + BLAS (before)": lambda: _heat_before(w, v, meta),
+    }
+    out = {}
+    for name, fn in routes.items():
+        fn()  # warm-up (compilation, imports)
+        ts = []
+        for _ in range(3):
+            c0 = cpu_seconds()
+            fn()
+            ts.append(cpu_seconds() - c0)
+        out[name] = statistics.median(ts)
+    print(json.dumps(out))
+
+
+def _heat_before(w, v, meta):
+    """The previous heat tile: float64 distance slabs, np.exp, a BLAS product (as in-memory did)."""
+    from vqgeom import _dask
+
+    out = np.empty((w.shape[0], 1))
+    rng, step = _dask._slabs(w.shape[0], w.shape[0], 2048)
+    for s in rng:
+        D = _dask._tile_distance(w[s : s + step], w, meta, None, False, "auto").astype(np.float64)
+        out[s : s + step] = np.exp(-D / SIGMA2) @ v
+    return out
 
 
 def cluster(args, ops, ref_files) -> list[dict]:
@@ -157,7 +209,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--ops", default="knn,heat")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--tiles-only", action="store_true", help="only the per-tile diagnostic (one thread)")
     ap.add_argument("--inmem", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--op", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
@@ -165,10 +219,22 @@ def main() -> None:
     if args.inmem:
         return inmem(args)
     args.chunk = args.chunk or max(1, -(-args.n // 16))
+    if args.tile:
+        return tile(args)
     ops = args.ops.split(",")
     meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "n": args.n, "bits": sum(SIZES), "layer_sizes": SIZES,
             "k": K, "sigma2": SIGMA2, "chunk_rows": args.chunk, "repeats": args.repeats,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": load()}
+    tiles = {}
+    for env_name, extra in (("plain", {}), ("MALLOC_TRIM_THRESHOLD_=65536 (dask worker)", {"MALLOC_TRIM_THRESHOLD_": "65536"})):
+        proc = subprocess.run([sys.executable, __file__, "--tile", "--n", str(args.n), "--chunk", str(args.chunk)],
+                              capture_output=True, text=True, check=True, env={**os.environ, **extra})
+        tiles[env_name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(env_name, tiles[env_name], flush=True)
+    meta["tile_cpu_s"] = tiles
+    if args.tiles_only:
+        print(json.dumps(meta, indent=1))
+        return
     rows = []
     tmp = tempfile.mkdtemp()
     ref_files = {}
@@ -214,6 +280,10 @@ def main() -> None:
         lines.append(f"| {r['op']} | {r['config']} | {r['median_s']:.2f} | {r['cpu_s']:.1f} | {r['pairs_per_s']:.3g} | "
                      f"{r['pairs_per_cpu_s']:.3g} | "
                      f"{r['median_s'] / base[r['op']]:.2f} | {' / '.join(map(str, r['peak_rss_MB']))} | {r['check']} | {r['load'][0]} |")
+    lines += ["", f"One {args.chunk} x {args.chunk} tile on one thread (CPU seconds, median of 3; what each cluster task "
+              "computes):", "", "| route | " + " | ".join(tiles) + " |", "|---|" + "---:|" * len(tiles)]
+    for route in next(iter(tiles.values())):
+        lines.append(f"| {route} | " + " | ".join(f"{t[route]:.3f}" for t in tiles.values()) + " |")
     lines += ["", "Cost model (all pairs; B = 288; the per-core rate is the cluster's pairs per CPU second above, the "
               "per-GPU rate from gpu-h200-2026-11-26.md):", ""] + cost_model(rows)
     (out / "distributed.md").write_text("\n".join(lines) + "\n")

@@ -162,6 +162,7 @@ def pairwise_hamming(
     per_layer: bool = False,
     method: str | None = None,
     threads: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weighted Hamming distances between packed codes.
 
@@ -183,6 +184,9 @@ def pairwise_hamming(
     threads : int or None
         popcount kernel: threads over row blocks; None takes ``torch.get_num_threads()``.
         (The int8 GEMM always follows torch's setting.)
+    out : ndarray (N, M) of ``out_dtype``, C-contiguous, optional
+        Where to write the result (not with ``per_layer``): a caller streaming many blocks
+        reuses one buffer instead of allocating (and page-faulting) a fresh block each time.
 
     Returns
     -------
@@ -197,11 +201,20 @@ def pairwise_hamming(
         raise ValueError(f"method: expected one of {KERNELS} or None, got {method!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads: expected a positive integer or None, got {threads!r}")
+    if out is not None:
+        n, m = wx.shape[0], (wx if wy is None else wy).shape[0]
+        if per_layer or out.shape != (n, m) or out.dtype != np.dtype(out_dtype) or not out.flags.c_contiguous:
+            raise ValueError(f"out: expected a C-contiguous ({n}, {m}) array of {np.dtype(out_dtype)} (and no per_layer), "
+                             f"got shape {out.shape}, dtype {out.dtype}")
     if method == "popcount":
         mod = _popcount_module()
         if mod is not None:
-            return _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads)
-    return _pairwise_int8(wx, wy, layer_sizes, weights, out_dtype, block_bytes=block_bytes, per_layer=per_layer)
+            return _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads, out)
+    res = _pairwise_int8(wx, wy, layer_sizes, weights, out_dtype, block_bytes=block_bytes, per_layer=per_layer)
+    if out is None:
+        return res
+    out[...] = res
+    return out
 
 
 def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
@@ -277,14 +290,15 @@ def release_buffers() -> None:
         _pool.clear()
 
 
-def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads) -> np.ndarray:
+def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads, dest=None) -> np.ndarray:
     sizes = [int(b) for b in layer_sizes]
     offs = layer_word_offsets(sizes)
     wx = np.ascontiguousarray(wx).view(np.uint32)
     n = wx.shape[0]
     m = n if wy is None else wy.shape[0]
     out_dtype = np.dtype(out_dtype)
-    out = _aligned_empty((len(sizes) if per_layer else 1, n, m), out_dtype)
+    # a caller's destination may be unaligned: the kernel checks alignment before streaming stores
+    out = _aligned_empty((len(sizes) if per_layer else 1, n, m), out_dtype) if dest is None else dest.reshape(1, n, m)
     # Signed integer results (torch's int16/32/64) are written through an unsigned view of
     # the same width: the values are non-negative and fit, so the bits are the same.
     kern_out = out.view(out_dtype.str.replace("i", "u")) if out_dtype.kind == "i" else out

@@ -148,6 +148,16 @@ def test_knn_cross_sets_and_k_larger_than_a_column_block(client):
         vqgeom.knn(q, dc, k=5)  # numpy queries against dask references: wrap them with da.from_array
 
 
+def test_knn_and_heat_with_an_empty_row_chunk(client):
+    c, _ = random_codes("knn-empty", 120, (20, 12), 120)
+    dc = Codes(da.from_array(c.words, chunks=((50, 0, 70), (c.n_words,))), c.layer_sizes)  # a zero-row block
+    d, i = vqgeom.knn(c, k=5)
+    dd, ii = dask.compute(*vqgeom.knn(dc, k=5))
+    np.testing.assert_array_equal(ii, i)
+    np.testing.assert_array_equal(dd, d)
+    assert_close(vqgeom.heat_matmat(dc, np.ones(c.n), 7.0).compute(), vqgeom.heat_matmat(c, np.ones(c.n), 7.0))
+
+
 def test_heat_products_and_embedding(client):
     c, dc = random_codes("heat", 240, (40, 7, 33), 100)
     rng = np.random.default_rng(seed("heat-v"))
@@ -212,8 +222,9 @@ def test_compare_with_dask_X(client):
     got2 = vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]])
     assert_close(got2.similarity, vqgeom.compare(nets, X, s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]]).similarity)
     # the other measures and per-network bandwidths have no dask route yet: said, not silently local
-    for kw in (dict(measure="mantel"), dict(sigma2s="per_network")):
-        with pytest.raises(ValueError, match="dask codes support"):
+    for kw, arg in ((dict(measure="mantel"), "measure"), (dict(measure=["heat_cosine", "rbf_cka"]), "measure"),
+                    (dict(sigma2s="per_network"), "sigma2s"), (dict(sigma2s=[[1.0, 2.0, 3.0]]), "sigma2s")):
+        with pytest.raises(ValueError, match=f"^{arg}: dask codes support"):
             vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), **{"sigma2s": s2, **kw})
 
 

@@ -434,65 +434,73 @@ def test_bad_input_messages():
 
 
 # ----------------------------------------------------------------------------------------
-# the bit-parallel breadth-first search behind Partition.distances()
+# the compiled search behind Partition.distances()
 # ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("words", [1, 2])
-def test_hop_distances_against_scipy(words):
+def _random_weighted_graph(rng, n_path, n_rand, n_edges, wmax, path_w):
+    """A path (levels far beyond the bucket ring), a random graph with parallel routes of
+    different weights, and an isolated node: three components."""
     from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import shortest_path
 
-    from vqgeom.geometry._hops import hop_distances, zorder
-
-    rng = np.random.default_rng(words)
-    # a long path (levels >= 256 need a second group of 8 bit planes), a random graph and
-    # an isolated node, so some pairs are unreachable
-    n_path, n_rand = 600, 150
-    i = [np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 300)]
-    j = [np.arange(1, n_path), n_path + rng.integers(0, n_rand, 300)]
-    i, j = np.concatenate(i), np.concatenate(j)
-    R = n_path + n_rand + 1
-    A = csr_matrix((np.ones(2 * i.size), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
-    A.data[:] = 1.0
-    sources = np.concatenate([rng.integers(0, R, 130), [0, 0, R - 1]])  # repeated sources, > 2 blocks
-    pts = rng.normal(size=(sources.size, 2))
-    D = hop_distances(A.indptr, A.indices, sources, zorder(pts), words=words)
-    ref = shortest_path(A, unweighted=True, directed=False, indices=sources)
-    np.testing.assert_array_equal(D, ref)
-    assert D.max() == np.inf and np.nanmax(D[np.isfinite(D)]) >= 256
-
-
-@pytest.mark.parametrize("words", [1, 2])
-def test_dial_distances_against_scipy(words):
-    """Weighted d_Omega (bit-parallel Dial) against scipy's Dijkstra: a long path (levels
-    far beyond the ring of max weight + 1 slots), a random graph with parallel routes of
-    different weights, an isolated node, repeated sources and more than two blocks."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import shortest_path
-
-    from vqgeom.geometry._dial import dial_distances, integer_weights
-
-    rng = np.random.default_rng(10 + words)
-    n_path, n_rand = 300, 150
-    i = np.concatenate([np.arange(n_path - 1), n_path + rng.integers(0, n_rand, 400)])
-    j = np.concatenate([np.arange(1, n_path), n_path + rng.integers(0, n_rand, 400)])
+    i = np.concatenate([np.arange(n_path - 1), n_path + rng.integers(0, n_rand, n_edges)])
+    j = np.concatenate([np.arange(1, n_path), n_path + rng.integers(0, n_rand, n_edges)])
+    w = np.concatenate([np.full(n_path - 1, path_w), rng.integers(1, wmax + 1, n_edges)])
     keep = i != j
-    i, j = i[keep], j[keep]
-    w = rng.integers(1, 6, i.size)
+    i, j, w = i[keep], j[keep], w[keep]
     R = n_path + n_rand + 1
     A = csr_matrix((np.concatenate([w, w]).astype(float), (np.concatenate([i, j]), np.concatenate([j, i]))),
                    shape=(R, R))
     A.sum_duplicates()  # duplicates would add up in both: keep the graph simple
-    A.data[:] = np.rint(A.data)
-    sources = np.concatenate([rng.integers(0, R, 140), [0, 0, R - 1]])
-    for unit in (1.0, 0.25):
-        D = dial_distances(A.indptr, A.indices, A.data.astype(np.int64), sources, rng.permutation(sources.size),
-                           unit=unit, words=words, threads=2)
-        ref = shortest_path(A * unit, method="D", directed=False, indices=sources)
-        # integer levels times a power-of-two unit: exact
-        np.testing.assert_array_equal(D, ref)
-    assert np.isinf(D).any()
+    A.data[:] = np.minimum(np.rint(A.data), wmax)
+    return A
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dial_distances_against_scipy(threads):
+    """d_Omega's compiled search against scipy's Dijkstra: unweighted and weighted, levels
+    below and above the uint16 rows' range (a path of weight-64 edges), several components
+    (a block never straddles one), repeated sources, a partial last block, node orders."""
+    from scipy.sparse.csgraph import shortest_path
+
+    from vqgeom.geometry._dial import dial_distances, integer_weights
+
+    rng = np.random.default_rng(10 + threads)
+    for wmax, path_w in ((1, 1), (5, 3), (64, 64)):
+        A = _random_weighted_graph(rng, 1100, 150, 400, wmax, path_w)
+        R = A.shape[0]
+        sources = np.concatenate([rng.integers(0, R, 170), [0, 0, R - 1, 1099]])
+        for unit, order in ((1.0, None), (0.25, rng.permutation(R))):
+            D = dial_distances(A.indptr, A.indices, A.data.astype(np.int64), sources, order, unit=unit,
+                               threads=threads)
+            ref = shortest_path(A * unit, method="D", directed=False, indices=sources)
+            # integer levels times a power-of-two unit: exact
+            np.testing.assert_array_equal(D, ref)
+        assert np.isinf(D).any() and np.isfinite(D).any()
+        if path_w == 64:
+            assert D[np.isfinite(D)].max() >= 65535 * 0.25  # the int32 rows were used
     assert integer_weights(np.array([0.5, 1.0, 1.5])) == (pytest.approx([1, 2, 3]), 0.5)
     assert integer_weights(np.array([1.0, np.sqrt(2.0)])) is None
+    with pytest.raises(ValueError, match="edge_weight"):
+        dial_distances(A.indptr, A.indices, np.zeros(A.nnz, dtype=np.int64), [0])
+
+
+def test_distances_on_a_partition_against_scipy():
+    """Partition.distances on a partition with thousands of regions (many blocks), hops and
+    layer weights (1, 2, 3), against scipy's Dijkstra on the same adjacency."""
+    from scipy.sparse.csgraph import shortest_path
+
+    net = random_mlp(7, [24, 24, 24], out=1)
+    part = partition(net, BOX)
+    assert part.n_regions > 600
+    src = np.random.default_rng(7).choice(part.n_regions, 200, replace=False)
+    for w in (None, (1.0, 2.0, 3.0)[: len(part.layer_sizes)]):
+        D = part.distances(w, sources=src, threads=2)
+        ref = shortest_path(part.adjacency(w), method="D", directed=False, indices=src)
+        np.testing.assert_array_equal(D, ref)
+        buf = np.full((src.size, part.n_regions), -1.0)
+        assert part.distances(w, sources=src, out=buf) is buf
+        np.testing.assert_array_equal(buf, ref)
+    with pytest.raises(ValueError, match="out"):
+        part.distances(sources=src, out=np.empty((src.size, part.n_regions), dtype=np.float32))
 
 
 def test_weighted_distances_route_and_fallback():
@@ -629,3 +637,40 @@ def test_errors_name_the_argument():
         with pytest.raises(ValueError, match="^net_or_hyperplanes: .*overflow"):
             partition(net, bounds)
 
+
+
+@pytest.mark.parametrize("acts", [None, [nn.LeakyReLU(0.2), nn.PReLU(6, init=0.3), nn.ReLU()]])
+def test_compiled_cut_equals_the_layer_by_layer_cut(acts):
+    """ReLU / leaky / PReLU nets are cut in one compiled call; the layer-by-layer driver
+    (taken with progress=True) must give the identical partition, bit for bit, and the
+    same errors (its overflow check is the one tested above)."""
+    from vqgeom.geometry._partition import _partition_2d
+
+    net = random_mlp(21, [6, 6, 6], acts=acts)
+    with torch.no_grad():
+        net[2].weight[1] = net[2].weight[0]  # a duplicate hyperplane: shared edges, no sliver
+        net[2].bias[1] = net[2].bias[0]
+    spec = as_netspec(net)
+    M0, c0 = np.eye(2), np.zeros(2)
+    a = _partition_2d(spec, M0, c0, BOX, 1e-10, False)
+    b = _partition_2d(spec, M0, c0, BOX, 1e-10, True)
+    for x, y in ((a.V, b.V), (a.E, b.E), (a.off, b.off), (a.area, b.area), (a.centroid, b.centroid)):
+        np.testing.assert_array_equal(x, y)
+    assert a.off.size > 20
+    ea = a.he.adjacency(1e-9)
+    eb = b.he.adjacency(1e-9)
+    for x, y in zip(ea, eb):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_lazy_codes_do_not_follow_later_training():
+    """Codes and edges are computed on first read, from the weights copied at partition()
+    time: training the (float64) net afterwards must not change them."""
+    net = random_mlp(22, [6, 6])
+    part = partition(net, BOX)
+    ref, _ = mlp_bits(as_netspec(net).layers, part.inputs)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(-1.0)
+    np.testing.assert_array_equal(part.codes.unpack(), ref)
+    assert part.edge_index.shape[0] > 0 and part.edge_layer.shape == part.edge_unit.shape

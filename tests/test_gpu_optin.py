@@ -343,6 +343,35 @@ def test_cupy_codes_take_the_triton_kernels(fake_cupy, monkeypatch):
                                rtol=0, atol=1e-5)
     # the kernels saw zero-copy views of the cupy words
     assert any(a is codes.words for a in seen)
+    # the streamed direct route (distance blocks through the Triton kernels, read back through DLPack)
+    both = [codes, _cupy_codes(bits2, (33,))]
+    host = [Codes(np.asarray(c.words).view(np.ndarray), c.layer_sizes) for c in both]
+    for measure in ("mantel", "rbf_cka"):
+        got_m = vqgeom.compare(both, sigma2s=[10.0], measure=measure)
+        want_m = vqgeom.compare(host, sigma2s=[10.0], measure=measure, backend="numpy", method="direct")
+        assert got_m.route == "direct"
+        # float64 sums of exact integer distances (and float64 exp) on both routes
+        np.testing.assert_allclose(got_m.similarity, want_m.similarity, rtol=1e-12)
+
+
+def test_cupy_inputs_take_the_fused_encoder(fake_cupy, monkeypatch):
+    """Cupy X and a module on its device: the fused Triton encoder reads a DLPack view and
+    the words come back as cupy; with cupy named, the host path (no Triton kernel)."""
+    enc = importlib.import_module("vqgeom.kernels.triton.encode")
+    calls = []
+    real = enc.encode_mlp
+    monkeypatch.setattr(enc, "encode_mlp", lambda layers, X, **k: calls.append(type(X)) or real(layers, X, **k))
+    g = torch.Generator().manual_seed(seed_of("cupy encode") % 2**31)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 9), torch.nn.ReLU())
+    X = torch.randn(70, 6, generator=g)
+    want = vqgeom.encode(net, X, backend="cpu")
+    got = vqgeom.encode(net, X.numpy().view(_FakeCupyArray))
+    assert calls == [torch.Tensor] and type(got.words) is _FakeCupyArray and got.words.dtype == np.uint32
+    assert got.layer_sizes == want.layer_sizes
+    np.testing.assert_array_equal(np.asarray(got.words), want.words_numpy())
+    named = vqgeom.encode(net, X.numpy().view(_FakeCupyArray), backend="cupy")
+    assert len(calls) == 1 and type(named.words) is _FakeCupyArray
+    np.testing.assert_array_equal(np.asarray(named.words), want.words_numpy())
 
 
 def test_cupy_by_name_gets_the_cuda_c_kernel(fake_cupy, monkeypatch):

@@ -177,11 +177,43 @@ def _slabs(n_rows: int, n_cols: int, block_rows: int) -> tuple[range, int]:
     return range(0, n_rows, step), step
 
 
+def _fused(block: Any, backend: str) -> bool:
+    """Whether a tile runs the fused CPU route (:mod:`vqgeom._cpu_stream`): host numpy blocks
+    on the CPU backend, where numba imports."""
+    from . import _cpu_stream
+    from ._backend import resolve_backend
+
+    return array_module(block) == "numpy" and resolve_backend(backend, block) == "cpu" and _cpu_stream.available()
+
+
 def _tile_topk(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: int, exclude_self: bool, block_rows: int):
-    """Each row's best columns of the tile, as (distances, global indices), selected like the
-    in-memory k-NN (:func:`vqgeom.neighbors.smallest`: ties to the smaller index). With
-    ``exclude_self`` a row keeps ``k + 1`` and its own column, if kept, gets a distance above
-    every real one (int64 max or inf), so the merge puts it last."""
+    """Each row's best ``k`` columns of the tile as (distances, global indices), sorted by
+    (distance, index) like the in-memory k-NN (ties to the smaller index). With
+    ``exclude_self`` a row's own column is skipped. Entries a row lacks (a tile with fewer
+    than ``k`` eligible columns) get a distance and an index above every real one, so the
+    merge puts them last."""
+    if _fused(bx, backend):
+        from . import _cpu_stream
+        from .distances import codes_weights
+
+        wt = codes_weights(meta, weights)
+        kk = min(k, int(by.shape[0]))
+        # one thread: a worker runs one task per worker thread
+        d, i, fill = _cpu_stream.knn_rows(bx, by, meta.layer_sizes, wt, kk, exclude_self=exclude_self, row0=r0,
+                                          col0=c0, threads=1)
+        short = np.arange(kk)[None, :] >= fill[:, None]
+        if short.any():
+            d[short] = np.inf if d.dtype.kind == "f" else np.iinfo(d.dtype).max
+            i[short] = np.iinfo(np.int64).max
+        return d, i
+    return _tile_topk_blocks(bx, by, r0, c0, meta, weights, backend, k, exclude_self, block_rows)
+
+
+def _tile_topk_blocks(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: int, exclude_self: bool,
+                      block_rows: int):
+    """:func:`_tile_topk` on other backends (GPU blocks): distance slabs and
+    :func:`vqgeom.neighbors.smallest`. With ``exclude_self`` a row keeps ``k + 1`` and its
+    own column, if kept, gets a distance above every real one (int64 max or inf)."""
     from .neighbors import smallest
 
     n, m = int(bx.shape[0]), int(by.shape[0])
@@ -220,9 +252,15 @@ def _finish_topk(part, k: int, out_dtype):
 
 
 def _tile_heat(bx, by, V, meta: Codes, weights, backend: str, s2: float, squared: bool, block_rows: int):
-    """``exp(-D_tile / sigma2) @ V_j`` for one tile, in row slabs."""
+    """``exp(-D_tile / sigma2) @ V_j`` for one tile (fused CPU route, one thread; else in row slabs)."""
     n, m = int(bx.shape[0]), int(by.shape[0])
     V = np.asarray(V, dtype=np.float64)
+    if _fused(bx, backend):
+        from . import _cpu_stream
+        from .distances import codes_weights
+
+        return _cpu_stream.heat_rows(bx, by, meta.layer_sizes, codes_weights(meta, weights), V, s2, squared=squared,
+                                     threads=1)
     out = np.empty((n, V.shape[1]))
     rng, step = _slabs(n, m, block_rows)
     for s in rng:

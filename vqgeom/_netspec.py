@@ -65,7 +65,7 @@ def _check_matrix(A: Any, b: Any, where: str, in_dim: int | None) -> tuple[np.nd
     b = np.zeros(A.shape[0]) if b is None else np.asarray(b, dtype=np.float64).reshape(-1)
     if b.shape != (A.shape[0],):
         raise ValueError(f"{where}: expected a bias of shape ({A.shape[0]},), got {b.shape}")
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
+    if not (np.isfinite(A).all() and np.isfinite(b).all()):
         raise ValueError(f"{where}: weights and biases must be finite")
     return A, b
 
@@ -83,8 +83,8 @@ def _from_torch(model: Any) -> NetSpec:
     in_dim: int | None = None
     for i, (path, m) in enumerate(named):
         if isinstance(m, nn.Linear):
-            W = m.weight.detach().cpu().double().numpy()
-            b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
+            W = _float64_copy(m.weight)
+            b = None if m.bias is None else _float64_copy(m.bias)
             W, b = _check_matrix(W, b, f"net[{i}] (Linear)", None)
             if in_dim is None:
                 in_dim = W.shape[1]
@@ -116,6 +116,17 @@ def _from_torch(model: Any) -> NetSpec:
     if in_dim is None:
         raise ValueError("net: expected a torch model with at least one nn.Linear, found none")
     return NetSpec(layers, tuple(names), in_dim)
+
+
+def _float64_copy(t: Any) -> np.ndarray:
+    """A float64 numpy copy of a tensor (never a view: the spec must not change when the
+    network is trained on)."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.dtype.is_floating_point and t.dtype.itemsize >= 4:  # numpy has float32/float64
+        return np.array(t.numpy(), dtype=np.float64)
+    return t.double().numpy().copy()
 
 
 def _flatten(module: Any, path: str) -> list:

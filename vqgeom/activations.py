@@ -417,7 +417,7 @@ def module_spec(m: Any) -> tuple[Any, str] | None:
     if isinstance(m, nn.LeakyReLU):
         return ("leaky", float(m.negative_slope)), "leaky_relu"
     if isinstance(m, nn.PReLU):
-        return ("prelu", m.weight.detach().cpu().double().numpy().reshape(-1)), "prelu"
+        return ("prelu", m.weight.detach().cpu().double().numpy().reshape(-1).copy()), "prelu"  # a copy, never a view
     if isinstance(m, nn.Hardsigmoid):
         return ("hardsigmoid",), "hardsigmoid"
     if isinstance(m, nn.Softshrink):

@@ -15,6 +15,7 @@ bending at ``t``: iff ``pre >= t``). Exact zeros therefore give set bits. A max 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -236,7 +237,10 @@ def encode(
     backend : str
         ``"auto"``, ``"cpu"``, ``"numpy"`` (float64 oracle forward of plain MLPs, maxout
         included) or ``"triton"`` (fused GPU encoder for plain Linear + ReLU / LeakyReLU /
-        PReLU MLPs; other networks take the tracer); see :mod:`vqgeom._backend`.
+        PReLU MLPs; other networks take the tracer); see :mod:`vqgeom._backend`. Cupy
+        ``X`` with a module on its device takes the Triton route on a zero-copy DLPack view
+        (cupy words back, no copy) when Triton is importable and ``"cupy"`` is not named;
+        otherwise it is copied to the model's device.
     progress : bool, optional
         Show a progress bar over batches (default: only when there are more than 8).
 
@@ -259,7 +263,7 @@ def encode(
     TypeError
         Complex X, a model of another type.
     """
-    from ._backend import resolve_backend
+    from ._backend import caller_array, kernel_backend
 
     reject_codes(X, "X")
     if array_module(X) == "dask":  # one task per row block on the workers (vqgeom._dask)
@@ -277,7 +281,14 @@ def encode(
             f"X: expected a batch of inputs with a leading batch dimension (N, ...), got a 1-D array of shape "
             f"{tuple(X.shape)}; pass X[None] for one input or X[:, None] for N scalar inputs"
         )
-    name = resolve_backend(backend, X)
+    name = kernel_backend(backend, X)  # cupy X: Triton through DLPack unless cupy is named
+    if name == "triton" and array_module(X) == "cupy":
+        via = _cupy_on_model_device(model, X)
+        if via is not None:  # zero-copy both ways: torch view in, cupy words out
+            codes = encode(model, via, batch_size=batch_size, allow_non_cpa=allow_non_cpa, backend="triton",
+                           progress=progress)
+            return dataclasses.replace(codes, words=caller_array(codes.words, X, np.uint32))
+        name = "cupy"  # a model elsewhere: the host path below (X copied to the model's device)
     fused_layers = _triton_mlp(name, model, X)
     if fused_layers is None and not (isinstance(model, nn.Module) and name == "cpu"):
         # The tracer path finds non-finite inputs at their first unit instead, and the
@@ -295,6 +306,17 @@ def encode(
 
         return Codes(tenc.encode_mlp(fused_layers, X, check_finite=True), *tenc.layer_info(fused_layers))
     return _encode_module(net, X, batch_size, allow_non_cpa, progress)
+
+
+def _cupy_on_model_device(model: Any, X: Any) -> Any:
+    """A zero-copy torch view (DLPack) of cupy ``X`` when ``model`` is a module on the
+    array's device (so the Triton route can read it in place), else None."""
+    from ._backend import torch_view
+
+    if isinstance(model, Hyperplanes) or not isinstance(model, nn.Module):
+        return None
+    view = torch_view(X)
+    return view if _module_dtype_device(model)[1] == view.device else None
 
 
 def _triton_mlp(name: str, model: Any, X: Any) -> Any:

@@ -302,9 +302,13 @@ def compare(
         from . import _dask
         from ._validate import check_sigma2s
 
-        if measures != ("heat_cosine",) or isinstance(sigma2s, str) or np.ndim(sigma2s) > 1:
-            raise ValueError(f"measure: dask codes support measure='heat_cosine' with shared sigma2s only, got "
-                             f"measure={measures}, sigma2s={sigma2s if isinstance(sigma2s, str) else np.shape(sigma2s)}")
+        if measures != ("heat_cosine",):
+            raise ValueError(f"measure: dask codes support measure='heat_cosine' only (with shared sigma2s), got "
+                             f"{measures}; bring the codes into memory (codes.to('numpy')) for the other measures")
+        if isinstance(sigma2s, str) or np.ndim(sigma2s) > 1:
+            got = repr(sigma2s) if isinstance(sigma2s, str) else f"an array of shape {np.shape(sigma2s)}"
+            raise ValueError(f"sigma2s: dask codes support shared sigma2s only (a number or a 1-D sequence), got {got}; "
+                             "bring the codes into memory (codes.to('numpy')) for per-network bandwidths")
         s2 = check_sigma2s(sigma2s)
         per_w = list(weights) if _per_network(weights, len(codes)) else [weights] * len(codes)
         dots = _dask.compare_dots(codes, per_w, s2, squared=squared, backend=backend, block_rows=block_rows)
@@ -368,8 +372,12 @@ def heat_matmat(
 ) -> Any:
     """Heat-kernel products ``exp(-D / sigma2) @ V`` over the VQ distances ``D`` of ``codes``.
 
-    Streamed: the ``N x N`` kernel is never held (memory ``O(block_rows * N)`` on the CPU route,
-    ``O(N)`` on the Triton route).
+    Streamed: the ``N x N`` kernel is never held. The CPU route folds each cache-sized block of
+    distances into the product as soon as it is computed (numba; integer distances take
+    ``exp(-d / sigma2)`` from a table of the possible values, no ``exp`` per pair), on
+    ``torch.get_num_threads()`` threads; memory ``O(N k)`` plus about 1 MB per thread. Without
+    numba (and on the numpy reference backend): row blocks, ``O(block_rows * N)``. The Triton
+    route: ``O(N)``.
 
     Parameters
     ----------
@@ -385,7 +393,8 @@ def heat_matmat(
         named; float32 products, about 1e-6 relative) or a CPU backend (float64). Dask
         codes: the backend of each tile on its worker.
     block_rows : int
-        Rows of ``D`` computed at a time, at most (shrunk so a float64 block stays near 128 MB).
+        Rows of ``D`` computed at a time, at most (shrunk so a float64 block stays near 128 MB),
+        where whole row blocks are used (see above).
     method : {"auto", "sym"}
         The Triton route's kernel. ``"auto"``: the measured kernel (every row block against
         every column block). ``"sym"``: the symmetric kernel (tiles ``i <= j`` only, each
@@ -438,9 +447,16 @@ def heat_matmat(
         out = reductions.heat_matmat(words, codes.layer_sizes, Vt, s2, weights=wt.kernel, squared=squared,
                                      divisor=wt.divisor, method="sym" if method == "sym" else "full")
         return caller_array(out[:, 0] if vector else out, codes.words)
+    Vn = to_numpy(V).astype(np.float64, copy=False).reshape(n, -1)
+    from . import _cpu_stream
+
+    if name == "cpu" and _cpu_stream.available():
+        # distance blocks folded into the product as they are computed, exp from a table
+        out = _cpu_stream.heat_rows(codes.words_numpy(), codes.words_numpy(), codes.layer_sizes, wt, Vn, s2,
+                                    squared=bool(squared))
+        return out[:, 0] if vector else out
     # Row blocks of at most ~128 MB of float64 (the block, its square and exponential).
     rows = int(max(1, min(block_rows, (128 << 20) // (24 * max(n, 1)))))
-    Vn = to_numpy(V).astype(np.float64, copy=False).reshape(n, -1)
     out = np.empty_like(Vn)
     for r in range(0, n, rows):
         D = to_numpy(_distances(codes[r : r + rows], codes, wt, name)).astype(np.float64)

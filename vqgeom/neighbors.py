@@ -42,7 +42,9 @@ def knn(
         Leave each query out of its own neighbours (default: True when ``codes_y`` is None).
     backend : compute backend for the distance blocks
     block_rows : int
-        Query rows per block, at most (shrunk so a block stays near 192 MB).
+        Query rows per block, at most (shrunk so a block stays near 192 MB), on the routes
+        that select from whole blocks (the numpy reference and CuPy backends, or the CPU
+        without numba); the fused CPU route uses its own cache-sized blocks.
     method : {"auto", "select"}
         The Triton route's top-k: ``"auto"`` runs the measured kernel (k tile-wide minimum
         passes over every column tile that holds a candidate); ``"select"`` the
@@ -65,10 +67,12 @@ def knn(
 
     Notes
     -----
-    Memory: ``O(N k)`` for the result plus one block of ``rows x columns`` distances
-    in their narrow dtype with its selection temporaries (about 192 MB), never
-    ``N x M``. Each block keeps its rows' best ``k`` so far (``argpartition``-style
-    selection on the narrow dtype, ties to the smaller index) while the columns stream.
+    The CPU route folds each cache-sized block of distances (256 x 2048) into its rows'
+    sorted best ``k`` as soon as the distance kernel has written it (numba, ties to the
+    smaller index), on ``torch.get_num_threads()`` threads over bands of rows; memory
+    ``O(N k)`` plus about 1 MB per thread. Other routes: one block of ``rows x columns``
+    distances in their narrow dtype with its selection temporaries (about 192 MB), never
+    ``N x M``, each block keeping its rows' best ``k`` so far while the columns stream.
     The Triton backend keeps each row's top ``k`` on the GPU in one streamed kernel.
     """
     from .distances import check_pair, codes_weights
@@ -103,7 +107,22 @@ def knn(
         return _empty(codes_x, k, wt)
     if name == "triton" and (not wt.integer or wt.kernel_int32()):
         return _knn_triton(codes_x, ref, k, wt, exclude_self, method)
+    from . import _cpu_stream
+
+    if name == "cpu" and _cpu_stream.available():
+        return _knn_fused(codes_x, ref, k, wt, exclude_self)
     return _knn_blocks(codes_x, ref, k, wt, exclude_self, name, block_rows)
+
+
+def _knn_fused(codes_x: Codes, ref: Codes, k: int, wt, exclude_self: bool) -> tuple[Any, Any]:
+    """The CPU route: distance blocks folded into each row's best ``k`` as they are computed
+    (:mod:`vqgeom._cpu_stream`), on ``torch.get_num_threads()`` threads."""
+    from . import _cpu_stream
+
+    d, i, _ = _cpu_stream.knn_rows(codes_x.words_numpy(), ref.words_numpy(), codes_x.layer_sizes, wt, k,
+                                   exclude_self=exclude_self)
+    out_dt = np.dtype(str(wt.dtype).replace("torch.", ""))
+    return like_input(d.astype(out_dt, copy=False), codes_x.words), like_input(i, codes_x.words)
 
 
 def _empty(codes_x: Codes, k: int, wt) -> tuple[Any, Any]:

@@ -113,6 +113,9 @@ def optin_scenarios() -> list[tuple[str, Callable[[], Any]]]:
         out.append((f"knn select {name} k=5", lambda wx=wx, s=sizes: reductions.knn(wx, s, 5, method="select")))
     out.append(("heat sym b288 k=8", lambda: reductions.heat_matmat(_words(1, 70, b288), b288, torch.ones(70, 8),
                                                                       10.0, method="sym")))
+    b512 = (512,)  # the deepest pipelines the shared-memory model allows on sm_90 (185-193 KB)
+    out.append(("heat sym b512 k=32", lambda: reductions.heat_matmat(_words(1, 70, b512), b512, torch.ones(70, 32),
+                                                                       10.0, method="sym")))
     wa, wb = _words(3, 70, b288), _words(4, 70, short)
     out.append(("cosine magic b288 x short", lambda: reductions.heat_cosine(wa, b288, wb, short, [1.0, 10.0],
                                                                              magic=True)))

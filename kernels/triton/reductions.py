@@ -215,9 +215,12 @@ def heat_matmat(wx: torch.Tensor, layer_sizes: Sequence[int], V: torch.Tensor, s
     pair one I2F and one MUFU.EX2, both 16/clk, i.e. 1/8 clk per pair; at N = 10^6 that is
     10^12 / 8 clk over 132 SMs at 1.98 GHz = 0.48 s on an H200, its bound. ``"sym"``
     computes N^2 / 2 pairs with one EX2 each (the conversion moves to a LOP3 at 64/clk and
-    a FADD at 128/clk, the two products to tensor cores): 10^12 / 2 / 16 clk = 0.12 s, a
-    4x lower special-function bound; the int8 distance MMA halves too, the tf32x3 products
-    stay (two half-size products per tile). Expected >= 2x end to end, until measured.
+    a FADD at 128/clk): 10^12 / 2 / 16 clk = 0.12 s, a 4x lower special-function bound;
+    the int8 distance MMA halves too; the products with V stay the same work (two per
+    tile of the triangle: tf32x3 dots for k > 4, FMA reductions otherwise). Expected >= 2x
+    end to end, until measured. The exp2 itself stays on MUFU: an exp2 polynomial on the
+    FMA pipe (about 10 operations at 128/clk, 0.08 clk per entry) is slower than MUFU's
+    0.0625 alone, and splitting a tile between the two needs tensor slicing Triton lacks.
 
     Parameters
     ----------

@@ -462,6 +462,16 @@ class HalfEdges:
         self.atom = np.zeros(capF, dtype=np.int64)
         self.next_stamp = 0  # stamps used so far (keys of shared vertex values)
 
+    @classmethod
+    def from_arrays(cls, X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts, next_stamp):
+        """Wrap the arrays of a finished cut (:func:`cut_homogeneous_net`)."""
+        he = cls.__new__(cls)
+        he.X, he.hv, he.hn, he.ht, he.hf, he.hl = X, hv, hn, ht, hf, hl
+        he.fh, he.fpar, he.stamp, he.hk, he.counts = fh, fpar, stamp, hk, counts
+        he.win = he.atom = None  # only cut_max uses them: a finished cut takes no more cuts
+        he.next_stamp = next_stamp
+        return he
+
     @property
     def nf(self) -> int:
         return int(self.counts[2])
@@ -548,3 +558,165 @@ def homogeneous_next_maps(pre, par, pts, slope):
             out[j, r, 1] = b * m
             out[j, r, 2] = c * m
     return out
+
+
+@njit(cache=True, nogil=True)
+def face_centres(nf, X, hv, hn, fh):
+    """The vertex means (nf, 2) and the largest distance from the mean to a vertex (nf,) of
+    every face: as :func:`export_faces` computes them (same order of summation)."""
+    cen = np.empty((nf, 2))
+    rad = np.empty(nf)
+    for f in range(nf):
+        e0 = fh[f]
+        e = e0
+        sx = 0.0
+        sy = 0.0
+        n = 0
+        while True:
+            v = hv[e]
+            sx += X[v, 0]
+            sy += X[v, 1]
+            n += 1
+            e = hn[e]
+            if e == e0:
+                break
+        cx = sx / n
+        cy = sy / n
+        r2 = 0.0
+        e = e0
+        while True:
+            v = hv[e]
+            d2 = (X[v, 0] - cx) ** 2 + (X[v, 1] - cy) ** 2
+            if d2 > r2:
+                r2 = d2
+            e = hn[e]
+            if e == e0:
+                break
+        cen[f, 0] = cx
+        cen[f, 1] = cy
+        rad[f] = np.sqrt(r2)
+    return cen, rad
+
+
+@njit(cache=True, nogil=True)
+def _grown(a, cap, fill):
+    out = np.full((cap,) + a.shape[1:], fill, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
+    """The whole 2-D partition of a net whose coding layers are all ReLU / leaky ReLU /
+    PReLU, in one compiled call (no per-layer Python: what small nets spend their time on).
+
+    Ws, bs : every layer's weights (n, d) and biases (n,), flat and concatenated; dims :
+    (L + 1,) the widths d_0 .. d_L; slopes : the slope below 0 of every unit, flat; Z :
+    (d_0, 1, 3) the input as an affine map of the plane coordinates. Per layer as
+    :func:`vqgeom.geometry._partition._partition_2d`: pre-activation maps per layer-start
+    region (one GEMM), lines scaled by powers of two per hyperplane, :func:`cut_layer`,
+    the next maps at the vertex means. Returns the half-edge arrays, the export of the
+    final faces (:func:`export_faces`) and ``-1``, or the index of the first layer whose
+    maps are not finite (then the rest is meaningless).
+    """
+    x0 = bounds[0]
+    x1 = bounds[1]
+    y0 = bounds[2]
+    y1 = bounds[3]
+    capV = 4 * cap_faces
+    capH = 8 * cap_faces
+    capF = cap_faces
+    X = np.empty((capV, 2))
+    X[0, 0] = x0
+    X[0, 1] = y0
+    X[1, 0] = x1
+    X[1, 1] = y0
+    X[2, 0] = x1
+    X[2, 1] = y1
+    X[3, 0] = x0
+    X[3, 1] = y1
+    hv = np.empty(capH, dtype=np.int64)
+    hn = np.empty(capH, dtype=np.int64)
+    ht = np.empty(capH, dtype=np.int64)
+    hf = np.empty(capH, dtype=np.int64)
+    hl = np.empty(capH, dtype=np.int64)
+    for e in range(4):
+        hv[e] = e
+        hn[e] = (e + 1) % 4
+        ht[e] = -1
+        hf[e] = 0
+        hl[e] = -1
+    fh = np.zeros(capF, dtype=np.int64)
+    fpar = np.zeros(capF, dtype=np.int64)
+    stamp = np.full(capV, -1, dtype=np.int64)
+    hk = np.empty(capV)
+    counts = np.array([4, 4, 1], dtype=np.int64)
+    V, E, off, cen, rad, area, cent = export_faces(1, X, hv, hn, hl, fh)  # the box (also the result if L == 0)
+    L = dims.size - 1
+    wo = 0
+    bo = 0
+    sbase = 0
+    bad = -1
+    for li in range(L):
+        d = dims[li]
+        n = dims[li + 1]
+        R0 = Z.shape[1]
+        A = Ws[wo : wo + n * d].reshape((n, d))
+        pre = np.dot(A, Z.reshape((d, R0 * 3))).reshape((n, R0, 3))
+        lines = np.empty_like(pre)
+        for j in range(n):
+            bj = bs[bo + j]
+            m = 0.0
+            for r in range(R0):
+                pre[j, r, 2] += bj
+                for k in range(3):
+                    a = abs(pre[j, r, k])
+                    if not a <= 1.7976931348623157e308:  # inf or nan
+                        bad = li
+                    elif a > m:
+                        m = a
+            # Scale by a power of two (exact) so the largest entry is in [0.5, 1): the same
+            # factor in every region, so a vertex's value does not depend on the face asking.
+            e = math.frexp(m if m > 0.0 else 1.0)[1]
+            if e >= -1022:  # 2**-e is a double: the product is the correctly rounded ldexp
+                sc = math.ldexp(1.0, -e)
+                for r in range(R0):
+                    for k in range(3):
+                        lines[j, r, k] = pre[j, r, k] * sc
+            else:
+                for r in range(R0):
+                    for k in range(3):
+                        lines[j, r, k] = math.ldexp(pre[j, r, k], -e)
+        if bad >= 0:
+            break
+        nf = counts[2]
+        for f in range(nf):
+            fpar[f] = f
+        k, f = 0, 0
+        while True:
+            k, f = cut_layer(lines, cen, rad, atol, sbase, sbase, k, f,
+                             X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts)
+            if k < 0:
+                break
+            capV = 2 * X.shape[0]
+            capH = 2 * hv.shape[0]
+            capF = 2 * fh.shape[0]
+            X = _grown(X, capV, 0.0)
+            hk = _grown(hk, capV, 0.0)
+            stamp = _grown(stamp, capV, -1)
+            hv = _grown(hv, capH, 0)
+            hn = _grown(hn, capH, 0)
+            ht = _grown(ht, capH, 0)
+            hf = _grown(hf, capH, 0)
+            hl = _grown(hl, capH, 0)
+            fh = _grown(fh, capF, 0)
+            fpar = _grown(fpar, capF, 0)
+        sbase += n
+        if li == L - 1:
+            V, E, off, cen, rad, area, cent = export_faces(counts[2], X, hv, hn, hl, fh)
+        else:
+            cen, rad = face_centres(counts[2], X, hv, hn, fh)
+            Z = homogeneous_next_maps(pre, fpar[: counts[2]], cen, slopes[bo : bo + n])
+        wo += n * d
+        bo += n
+    return X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts, V, E, off, area, cent, bad

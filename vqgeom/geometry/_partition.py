@@ -35,6 +35,8 @@ hyperplane it lies on.
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -168,16 +170,45 @@ class _Faces2D:
         self.area, self.centroid = area, centroid
 
 
+def _homogeneous(act: Any) -> bool:
+    """ReLU, leaky ReLU, PReLU: one hyperplane per unit, slope 1 above it."""
+    return act == "relu" or (isinstance(act, tuple) and act[0] in ("leaky", "prelu"))
+
+
+def _partition_2d_compiled(coding, Z, bounds, atol):
+    """All layers homogeneous (see :func:`_homogeneous`): the whole cut in one compiled call."""
+    from ._clip import HalfEdges, cut_homogeneous_net
+
+    Ws = np.concatenate([A.ravel() for A, _, _ in coding], dtype=np.float64)
+    bs = np.concatenate([b for _, b, _ in coding], dtype=np.float64)
+    dims = np.array([Z.shape[0]] + [A.shape[0] for A, _, _ in coding], dtype=np.int64)
+    if all(act == "relu" for _, _, act in coding):
+        slopes = np.zeros(bs.size)
+    else:
+        slopes = np.concatenate([
+            np.zeros(A.shape[0]) if act == "relu"
+            else np.broadcast_to(np.asarray(act[1], dtype=np.float64), (A.shape[0],))
+            for A, _, act in coding
+        ])
+    *arrays, V, E, off, area, cent, bad = cut_homogeneous_net(Ws, bs, dims, slopes, Z, np.array(bounds), atol, 256)
+    if bad >= 0:
+        _finite_pre(np.array([np.inf]), int(bad))  # raises, naming the layer
+    he = HalfEdges.from_arrays(*arrays, next_stamp=int(bs.size))
+    return _Faces2D(he, V, E, off, area, cent)
+
+
 def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: float, progress: bool):
     from ._clip import HalfEdges, homogeneous_next_maps
 
-    he = HalfEdges(bounds)
     diam = float(np.hypot(bounds[1] - bounds[0], bounds[3] - bounds[2]))
     atol = tol * diam
     Z = np.concatenate([M0, c0[:, None]], axis=1)[:, None, :].astype(np.float64)  # (D, 1, 3)
+    coding = [(A, b, act) for A, b, act in spec.layers if act is not None]
+    if coding and not progress and all(_homogeneous(act) for _, _, act in coding):
+        return _partition_2d_compiled(coding, Z, bounds, atol)
+    he = HalfEdges(bounds)
     V, E, off, cen, rad, area, cent = he.export()
     base = 0
-    coding = [(A, b, act) for A, b, act in spec.layers if act is not None]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -410,18 +441,17 @@ def partition(
         raise TypeError(f"bounds: expected (xmin, xmax, ymin, ymax) or (lo, hi), got {bounds!r}") from None
     if len(bounds) not in (2, 4):
         raise ValueError(f"bounds: expected 4 numbers (2-D box) or 2 (1-D interval), got {len(bounds)}")
-    if not all(np.isfinite(bounds)) or any(bounds[2 * i] >= bounds[2 * i + 1] for i in range(len(bounds) // 2)):
+    # Python floats (IEEE doubles, as float64): a few scalar checks, no numpy calls.
+    if not all(map(math.isfinite, bounds)) or any(bounds[2 * i] >= bounds[2 * i + 1] for i in range(len(bounds) // 2)):
         raise ValueError(f"bounds: expected finite bounds with min < max on each axis, got {bounds}")
     ext = [bounds[2 * i + 1] - bounds[2 * i] for i in range(len(bounds) // 2)]
-    with np.errstate(over="ignore"):
-        size = np.prod(ext)
-        finite = np.all(np.isfinite(ext)) and np.isfinite(size) and np.isfinite(np.hypot.reduce(ext))
-    if not finite:
+    size = math.prod(ext)  # inf on overflow, no exception
+    if not (all(map(math.isfinite, ext)) and math.isfinite(size) and math.isfinite(math.hypot(*ext))):
         raise ValueError(
             f"bounds: expected a domain whose side lengths, {'area' if len(ext) == 2 else 'length'} and diagonal "
             f"are finite in float64 (at most about 1e154 across), got {bounds}; rescale the inputs"
         )
-    if not size >= np.finfo(np.float64).tiny:
+    if not size >= sys.float_info.min:
         raise ValueError(
             f"bounds: expected a domain whose {'area' if len(ext) == 2 else 'length'} is a normal float64 "
             f"(at least about 1e-154 across), got {bounds}; rescale the inputs"
@@ -475,11 +505,18 @@ class Partition:
         The shared boundary piece of each edge (1-D: the breakpoint, twice).
     plane_map : (ndarray (D, dim), ndarray (D,))
         ``x = plane_map[1] + plane_map[0] @ u`` for plane coordinates ``u``.
+
+    ``inputs``, ``codes`` and the ``edge_*`` arrays are computed when first read (2-D: the
+    edges from the half-edge structure the partition keeps until then).
     """
 
     def __init__(self) -> None:  # built by partition()
         self._graph = None
         self._regions = None
+        self._inputs = None
+        self._codes = None
+        self._edges = None  # (edge_index, edge_layer, edge_unit, edge_segments)
+        self._he = None  # 2-D: the half-edge structure, until the edges are read off it
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -492,8 +529,12 @@ class Partition:
         p.layer_sizes = layer_sizes(spec)
         p.layer_groups = layer_groups(spec)
         p.layer_names = spec.names
-        p._layer_base = np.concatenate([[0], np.cumsum(p.layer_sizes)]).astype(np.int64)
         return p
+
+    @property
+    def _layer_base(self) -> np.ndarray:
+        """Global index of each coding layer's first bit, and the total (L + 1,)."""
+        return np.concatenate([[0], np.cumsum(self.layer_sizes)]).astype(np.int64)
 
     @classmethod
     def _from_2d(cls, spec, st, bounds, M0, c0, tol):
@@ -501,10 +542,7 @@ class Partition:
         p.dim = 2
         p.vertices, p.edge_labels, p.offsets = st.V, st.E, st.off
         p.areas, p.points = st.area, st.centroid
-        p._finish()
-        diam = float(np.hypot(bounds[1] - bounds[0], bounds[3] - bounds[2]))
-        i, j, lab, p0, p1 = st.he.adjacency(10 * tol * diam)
-        p._set_edges(i, j, lab, np.stack([p0, p1], axis=1))
+        p._he = st.he  # codes and edges are computed when first read
         return p
 
     @classmethod
@@ -514,28 +552,61 @@ class Partition:
         p.intervals = np.stack([pts[:-1], pts[1:]], axis=1)
         p.areas = pts[1:] - pts[:-1]
         p.points = (0.5 * (pts[:-1] + pts[1:]))[:, None]
-        p._finish()
         n = len(pts) - 1
         i = np.arange(n - 1)
         seg = np.repeat(pts[1:-1, None, None], 2, axis=1)
         p._set_edges(i, i + 1, plab[1:-1], seg)
         return p
 
-    def _finish(self) -> None:
-        M0, c0 = self.plane_map
-        self.inputs = c0[None, :] + self.points @ M0.T
-        bits = forward_bits(self.spec, self.inputs)
-        self.codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names, self.layer_groups)
+    # -- computed on first use: codes and adjacency (partition() itself builds the regions) --
+    @property
+    def inputs(self) -> np.ndarray:
+        if self._inputs is None:
+            M0, c0 = self.plane_map
+            self._inputs = c0[None, :] + self.points @ M0.T
+        return self._inputs
+
+    @property
+    def codes(self) -> Codes:
+        if self._codes is None:
+            bits = forward_bits(self.spec, self.inputs)
+            self._codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names, self.layer_groups)
+        return self._codes
+
+    def _edge_arrays(self) -> tuple:
+        if self._edges is None:
+            b = self.bounds
+            diam = float(np.hypot(b[1] - b[0], b[3] - b[2]))
+            i, j, lab, p0, p1 = self._he.adjacency(10 * self.tol * diam)
+            self._set_edges(i, j, lab, np.stack([p0, p1], axis=1))
+            self._he = None
+        return self._edges
+
+    @property
+    def edge_index(self) -> np.ndarray:
+        return self._edge_arrays()[0]
+
+    @property
+    def edge_layer(self) -> np.ndarray:
+        return self._edge_arrays()[1]
+
+    @property
+    def edge_unit(self) -> np.ndarray:
+        return self._edge_arrays()[2]
+
+    @property
+    def edge_segments(self) -> np.ndarray:
+        return self._edge_arrays()[3]
 
     def _set_edges(self, i, j, lab, segments) -> None:
         lab = np.asarray(lab, dtype=np.int64)
-        self.edge_index = np.stack([i, j], axis=1).astype(np.int64)  # (E, 2), i < j
-        layer = np.searchsorted(self._layer_base, lab, side="right") - 1
-        self.edge_layer = layer.astype(np.int64)
+        edge_index = np.stack([i, j], axis=1).astype(np.int64)  # (E, 2), i < j
+        base = self._layer_base
+        layer = (np.searchsorted(base, lab, side="right") - 1).astype(np.int64)
         # One-hot layers: the unit is the max unit (a hop changes its argmax), not a bit.
         g = np.asarray(self.layer_groups, dtype=np.int64)[layer] if len(layer) else np.zeros(0, dtype=np.int64)
-        self.edge_unit = ((lab - self._layer_base[layer]) // np.maximum(g, 1)).astype(np.int64)
-        self.edge_segments = segments  # (E, 2, dim): the shared boundary piece
+        unit = ((lab - base[layer]) // np.maximum(g, 1)).astype(np.int64)
+        self._edges = (edge_index, layer, unit, segments)  # segments (E, 2, dim): the shared boundary piece
 
     # -- views ----------------------------------------------------------------------------
     @property
@@ -599,32 +670,40 @@ class Partition:
         return csr_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(R, R))
 
     def distances(
-        self, weights: Sequence[float] | None = None, *, sources: Any = None, progress: bool | None = None
+        self, weights: Sequence[float] | None = None, *, sources: Any = None, progress: bool | None = None,
+        threads: int | None = None, out: np.ndarray | None = None,
     ) -> np.ndarray:
         """d_Omega between regions: hop distance, or with ``weights`` each hop costs its layer's weight.
 
         Parameters
         ----------
         weights : sequence of float, optional
-            One positive weight per coding layer. Without weights the hop distances come
-            from a bit-parallel breadth-first search; with weights that are integer
-            multiples (at most 64) of one unit, such as ``(1, 2, 3)`` or ``(0.5, 1.5)``, from a
-            bit-parallel Dial's algorithm (compiled, blocks of sources on every core; the
-            distances are integer levels times the unit, so equal to the weighted hop
-            sums up to one rounding); other weights go through
+            One positive weight per coding layer. Without weights, or with weights that are
+            integer multiples (at most 64) of one unit, such as ``(1, 2, 3)`` or
+            ``(0.5, 1.5)``, the distances are integer levels (times the unit, so equal to the
+            weighted hop sums up to one rounding) from a compiled search over blocks of 64
+            nearby sources (:mod:`vqgeom.geometry._dial`: seconds for all pairs of 20,000
+            regions, ``benchmarks/results/partition.md``); other weights go through
             ``scipy.sparse.csgraph.shortest_path`` (Dijkstra, about 1-4 ms per source on a
             20,000-region graph).
         sources : array_like of int, optional
             Rows to compute (default: all regions).
         progress : bool, optional
-            Show a tqdm bar (unweighted search); default: when there are more than 4096 sources.
+            Show a tqdm bar; default: when there are more than 4096 sources.
+        threads : int, optional
+            Threads for the compiled search (default: the CPU count).
+        out : ndarray float64 (len(sources), n_regions), optional
+            Written in place and returned: one buffer reused over chunks of sources saves
+            allocating (and the system zeroing) a fresh result every time.
 
         Returns
         -------
         ndarray float64 (len(sources), n_regions)
-            ``inf`` between regions in different connected components.
+            ``inf`` between regions in different connected components. All pairs of
+            ``R`` regions take ``8 R**2`` bytes (3.4 GB at 20,000): pass ``sources`` in
+            chunks for larger partitions.
         """
-        from ._hops import hop_distances, zorder
+        from ._dial import dial_distances, integer_weights, zorder
 
         adj = self.adjacency(weights)
         if sources is None:
@@ -634,22 +713,29 @@ class Partition:
             if idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= self.n_regions)):
                 raise ValueError(f"sources: expected region indices in [0, {self.n_regions}), got {idx[:10]}")
             idx = idx.astype(np.int64)
-        # Nearby sources share a block of the bit-parallel search: order them along a Z-curve.
         show = idx.size > 4096 if progress is None else bool(progress)
+        if out is not None and not (isinstance(out, np.ndarray) and out.dtype == np.float64
+                                    and out.shape == (idx.size, self.n_regions) and out.flags.c_contiguous):
+            raise ValueError(f"out: expected a C-contiguous float64 array of shape {(idx.size, self.n_regions)}, got "
+                             f"{type(out).__name__} {getattr(out, 'dtype', '')} {getattr(out, 'shape', '')}")
         if weights is None:
-            return hop_distances(adj.indptr, adj.indices, idx, zorder(self.points[idx]), progress=show)
-        from ._dial import dial_distances, integer_weights
+            ew, unit = np.ones(adj.indices.size, dtype=np.int64), 1.0
+        else:
+            iw = integer_weights(np.asarray(weights, dtype=np.float64).reshape(-1))
+            if iw is None:
+                from scipy.sparse.csgraph import shortest_path
 
-        iw = integer_weights(np.asarray(weights, dtype=np.float64).reshape(-1))
-        if iw is not None:
-            ints, unit = iw
+                D = shortest_path(adj, method="D", directed=False, indices=idx)
+                if out is None:
+                    return D
+                out[...] = D
+                return out
+            unit = iw[1]
             # adj.data holds each edge's layer weight: as integer multiples of the unit.
             ew = np.rint(adj.data / unit).astype(np.int64)
-            return dial_distances(adj.indptr, adj.indices, ew, idx, zorder(self.points[idx]), unit=unit,
-                                  progress=show)
-        from scipy.sparse.csgraph import shortest_path
-
-        return shortest_path(adj, method="D", directed=False, indices=idx)
+        # Nearby regions come close along a Z-curve of their positions (blocks of sources).
+        return dial_distances(adj.indptr, adj.indices, ew, idx, zorder(self.points), unit=unit, threads=threads,
+                              progress=show, out=out)
 
     def code_distances(self, weights: Sequence[float] | None = None, *, per_layer: bool = False) -> np.ndarray:
         """VQ distance between the regions' codes: (R, R) float64, or (L, R, R) int64 with ``per_layer``.
