@@ -30,6 +30,8 @@ and the faster is kept. ``VQGEOM_CPU_KERNEL=popcount|int8`` forces one. Measurem
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 import warnings
 from typing import Sequence
@@ -39,7 +41,7 @@ import torch
 
 from vqgeom.codes import layer_word_offsets
 
-__all__ = ["signs_int8", "pairwise_hamming", "int_gemm", "kernel_choice", "cpu_features"]
+__all__ = ["signs_int8", "pairwise_hamming", "int_gemm", "kernel_choice", "cpu_features", "release_buffers"]
 
 _INT32_LIMIT = 2**31 - 1
 _F32_EXACT = 2**24
@@ -189,8 +191,10 @@ def pairwise_hamming(
     Returns
     -------
     ndarray (N, M) of ``out_dtype`` (or (L, N, M) with ``per_layer``); no memory beyond the
-    result and a transposed copy of ``wy`` (popcount), or a few MB of GEMM blocks plus the
-    int8 ±1 codes, ``32 W`` bytes a row (int8).
+    result and a copy of ``wy`` packed into panels (popcount), or a few MB of GEMM blocks
+    plus the int8 ±1 codes, ``32 W`` bytes a row (int8). Popcount results of 1 MB to
+    256 MB come from a pool of (at most two) buffers whose earlier results are gone, which
+    it keeps after they are: :func:`release_buffers` returns them.
     """
     method = kernel_choice() if method is None else method
     if method not in KERNELS:
@@ -216,12 +220,74 @@ def pairwise_hamming(
 def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
     """An uninitialised C-contiguous array whose data starts on a 64-byte boundary (a view
     of a slightly larger buffer): the popcount kernel then writes whole, aligned cache lines
-    (numpy's allocator only guarantees 16 bytes)."""
+    (numpy's allocator only guarantees 16 bytes).
+
+    Buffers of at least ``_POOL_MIN_BYTES`` come from a small pool: a fresh result of N x N
+    distances costs the kernel's page zeroing on first touch (about 4 ms for 32 MB here, as
+    long as the popcounts at B = 288), so a buffer whose results are all gone (no array
+    refers to it any more: every view holds the buffer itself) is handed out again.
+    At most ``_POOL_SIZE`` buffers of at most ``_POOL_MAX_BYTES`` each are kept;
+    :func:`release_buffers` drops them."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = np.empty(nbytes + 64, dtype=np.uint8)
+    need = nbytes + 64
+    buf = None
+    if _POOL_MIN_BYTES <= need <= _POOL_MAX_BYTES:
+        with _pool_lock:
+            b = free = None
+            for b in _pool:
+                if _unused(b):
+                    if need <= b.nbytes <= 2 * need:
+                        buf = b
+                        break
+                    free = b
+            if buf is None:
+                buf = np.empty(need, dtype=np.uint8)
+                if len(_pool) >= _POOL_SIZE and free is not None:
+                    del _pool[next(i for i in range(len(_pool)) if _pool[i] is free)]  # room: an unused one of another size
+                if len(_pool) < _POOL_SIZE:
+                    _pool.append(buf)
+            b = free = None  # no stray references to pooled buffers
+    if buf is None:
+        buf = np.empty(need, dtype=np.uint8)
     off = (-buf.ctypes.data) % 64
     return buf[off : off + nbytes].view(dtype).reshape(shape)
+
+
+_POOL_MIN_BYTES = 1 << 20
+_POOL_MAX_BYTES = 256 << 20
+_POOL_SIZE = 2
+_pool: list[np.ndarray] = []
+_pool_lock = threading.Lock()
+
+
+def _refs_when_unused() -> int:
+    """References to a pooled buffer that nothing else holds, counted as :func:`_unused`
+    counts them: the pool list, the caller's loop variable, the argument, getrefcount's."""
+
+    def count(buf):
+        return sys.getrefcount(buf)
+
+    probe = [np.empty(1, np.uint8)]
+    for b in probe:
+        return count(b)
+    raise AssertionError
+
+
+_UNUSED_REFS = _refs_when_unused()
+
+
+def _unused(buf: np.ndarray) -> bool:
+    """True when only the pool refers to ``buf`` (no result or view of one is alive: numpy
+    views refer to the buffer itself); called with a plain loop variable over the pool."""
+    return sys.getrefcount(buf) <= _UNUSED_REFS
+
+
+def release_buffers() -> None:
+    """Drop the pooled result buffers (see :func:`pairwise_hamming`); results still in use
+    keep theirs."""
+    with _pool_lock:
+        _pool.clear()
 
 
 def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, threads, dest=None) -> np.ndarray:

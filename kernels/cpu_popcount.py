@@ -86,12 +86,16 @@ IB = 64  # rows per block: a multiple of R and of PW; the symmetric case mirrors
 # The symmetric saving from this many words on (below it the mirrored copy costs about what
 # the popcounts it saves cost: benchmarks/results/cpu.md).
 SYM_MIN_WORDS = 6
-# Non-temporal stores for results of at least NT_MIN_BYTES with 64-byte aligned rows: for the
-# mirrored tiles (whole 64-byte lines, written far from where the thread works next) they
-# save reading each line before it is overwritten; for the kernel's own tiles (16 to 64
-# bytes a store) they were slower, so NT_DIRECT is off.
+# Non-temporal stores for results of at least NT_MIN_BYTES with 64-byte aligned rows: they
+# save reading each line of the result before it is overwritten. Used for the mirrored
+# tiles (whole 64-byte lines, far from where the thread works next) and, without the
+# symmetric saving, for the kernel's own tiles (at B = 64 and N = 4096, 1.45 ms instead of
+# 1.8 ms between faiss calls); not for the kernel's tiles in the symmetric case, whose
+# upper-triangle tiles are read back for the mirror right after (from memory if they
+# bypassed the cache: slower).
+MIN_WORK_PER_THREAD = 1 << 22
 NT_MIN_BYTES = 8 << 20
-NT_DIRECT = False
+NT_DIRECT = True
 NT_MIRROR = True
 
 
@@ -169,7 +173,8 @@ def _micro(typingctx, x, r0, yp, p, k0, k1, d, drow, dcol, nt):
         pw = ir.Constant(i64, PW)
         ybase0 = builder.mul(builder.mul(pv, w), pw)
         xrows = [builder.mul(builder.add(r0v, ir.Constant(i64, r)), w) for r in range(R)]
-        with cgutils.for_range_slice(builder, k0v, k1v, ir.Constant(i64, 1)) as (k, _):
+        def step(k, first):
+            """Word ``k``: the tile's counts set (``first``) or incremented."""
             ybase = builder.add(ybase0, builder.mul(k, pw))
             ys = []
             for v in range(V):
@@ -180,7 +185,13 @@ def _micro(typingctx, x, r0, yp, p, k0, k1, d, drow, dcol, nt):
                 xb = builder.shuffle_vector(builder.insert_element(undef, xe, ir.Constant(i32, 0)), undef, mask)
                 for v in range(V):
                     c = builder.call(ctpop, [builder.xor(xb, ys[v])])
-                    builder.store(builder.add(builder.load(accs[r][v]), c), accs[r][v])
+                    builder.store(c if first else builder.add(builder.load(accs[r][v]), c), accs[r][v])
+
+        # The first word sets the counts (no add of zeros), the others add to them.
+        with builder.if_then(builder.icmp_signed("<", k0v, k1v)):
+            step(k0v, True)
+            with cgutils.for_range_slice(builder, builder.add(k0v, ir.Constant(i64, 1)), k1v, ir.Constant(i64, 1)) as (k, _):
+                step(k, False)
         vals = [[_store_convert(builder, builder.load(accs[r][v]), elty) for v in range(V)] for r in range(R)]
         ptrs = []
         for r in range(R):
@@ -249,14 +260,16 @@ def _transpose(typingctx, src, si, sj, dst, di, dj, nt):
 @njit(cache=True, nogil=True, boundscheck=False)
 def _pass(x, yp, n, m, d, k0, k1, i0, i1, p0, p1, scratch, nt):
     """``d[i0:i1, p0 * PW : p1 * PW]`` (clipped to ``n x m``) over the words ``k0:k1``:
-    panels outer, the block's row tiles inner. Tiles that stick out of the result go
-    through ``scratch`` (R, PW). ``nt``: non-temporal stores for the whole tiles (the
-    caller checked that ``d``'s rows are 64-byte aligned)."""
-    for p in range(p0, p1):
-        j0 = p * PW
-        cols_in = j0 + PW <= m
-        for i in range(i0, i1, R):
-            if cols_in and i + R <= n:
+    each row tile along all its panels (the result written ``R`` rows at a time). Tiles that
+    stick out of the result go through ``scratch`` (R, PW). ``nt``: non-temporal stores for
+    the whole tiles (the caller checked that ``d``'s rows are 64-byte aligned). One call a
+    block of rows: calls with array arguments cost reference-count updates on arrays that
+    all threads share."""
+    for i in range(i0, i1, R):
+        rows_in = i + R <= n
+        for p in range(p0, p1):
+            j0 = p * PW
+            if rows_in and j0 + PW <= m:
                 _micro(x, i, yp, p, k0, k1, d, i, j0, nt)
             else:
                 _micro(x, i, yp, p, k0, k1, scratch, 0, 0, False)
@@ -337,8 +350,7 @@ def _blocks(x, yp, n, m, out, offs, mode, wint, divisor, wflt, sym, ntd, ntm, bl
                 d = out[l]
                 k0 = offs[l] if mode == MODE_PER_LAYER else offs[0]
                 k1 = offs[l + 1] if mode == MODE_PER_LAYER else offs[n_layers]
-                for i in range(i0, i1, R):
-                    _pass(x, yp, n, m, d, k0, k1, i, min(i + R, i1), p0, n_panels, sdt, ntd)
+                _pass(x, yp, n, m, d, k0, k1, i0, i1, p0, n_panels, sdt, ntd)
         else:
             o = out[0]
             for i in range(i0, i1, R):
@@ -406,7 +418,8 @@ def pairwise(
         ``sum_l wint[l] B_l < 2**64``) or MODE_REAL_WEIGHTS (P = 1, float64 ``sum_l wflt[l] h_l``)
     out : ndarray (P, N, M), C-contiguous, any integer dtype holding the result, or float64
     threads : int
-        Python threads over row blocks (the kernels release the GIL).
+        Python threads over row blocks (the kernels release the GIL); at most one per
+        :data:`MIN_WORK_PER_THREAD` pairs of words.
     symmetric : bool or None
         With ``wy`` None: compute the upper triangle and mirror it. None: where the codes
         have at least :data:`SYM_MIN_WORDS` words.
@@ -430,7 +443,9 @@ def pairwise(
     wflt_a = np.ones(n_layers, np.float64) if wflt is None else np.asarray(wflt, dtype=np.float64)
     sym = wy is None and (w >= SYM_MIN_WORDS if symmetric is None else bool(symmetric))
     n_blocks = (n + IB - 1) // IB
-    threads = max(1, min(int(threads), n_blocks))
+    # a thread per MIN_WORK_PER_THREAD word pairs at most (handing a block to a worker thread
+    # costs tens of microseconds, as much as 1024 x 1024 distances of 64 bits)
+    threads = max(1, min(int(threads), n_blocks, (n * m * max(w, 1)) // MIN_WORK_PER_THREAD))
     div = np.uint64(divisor)
     # Non-temporal stores where every row of the result starts on a 64-byte boundary and
     # the result is larger than the caches would keep (NT_MIN_BYTES): they skip reading
@@ -443,12 +458,13 @@ def pairwise(
     def job(blocks):
         sdt = np.empty((R, PW), out.dtype)
         s32 = np.empty((R, PW), np.uint32)
-        _blocks(wx, yp, n, m, out, offs_a, mode, wint_a, div, wflt_a, sym, nt and NT_DIRECT, nt and NT_MIRROR, blocks, sdt, s32)
+        _blocks(wx, yp, n, m, out, offs_a, mode, wint_a, div, wflt_a, sym, nt and NT_DIRECT and not sym, nt and NT_MIRROR, blocks, sdt, s32)
 
     parts = _deal(n_blocks, threads, sym)
     if len(parts) == 1:
         job(parts[0])
     else:
-        for f in [_pool(len(parts)).submit(job, b) for b in parts]:
+        ex = _pool(len(parts))
+        for f in [ex.submit(job, b) for b in parts]:
             f.result()
     return out

@@ -210,8 +210,15 @@ def _popcount():
     return cpu_popcount
 
 
+@pytest.fixture
+def every_thread(monkeypatch):
+    """Small problems get the threads they ask for (the kernel otherwise keeps work below
+    MIN_WORK_PER_THREAD on one thread)."""
+    monkeypatch.setattr(_popcount(), "MIN_WORK_PER_THREAD", 1)
+
+
 @pytest.mark.parametrize("dt", ["uint8", "uint16", "uint32", "uint64", "float64"])
-def test_symmetric_mirror_every_dtype_and_thread_count(dt):
+def test_symmetric_mirror_every_dtype_and_thread_count(dt, every_thread):
     # n = 200: blocks of 64, 64, 64, 8 rows; whole 64 x 64 tiles right of the diagonal are
     # transposed in registers (64 // itemsize rows per transpose), the ragged ones element by
     # element. 7 words (>= SYM_MIN_WORDS) but at most 255 differing bits for uint8: the codes
@@ -235,7 +242,7 @@ def test_symmetric_mirror_every_dtype_and_thread_count(dt):
             np.testing.assert_array_equal(out, per.astype(dt), err_msg=f"per layer sym={sym} threads={threads}")
 
 
-def test_symmetric_weighted_and_code_lengths():
+def test_symmetric_weighted_and_code_lengths(every_thread):
     # The default (symmetric from SYM_MIN_WORDS words on) through pairwise_hamming at code
     # lengths around word and panel boundaries, 131 rows (two whole blocks and a ragged one),
     # integer and real per-layer weights.
@@ -252,9 +259,10 @@ def test_symmetric_weighted_and_code_lengths():
                 _check(got, _expected(bx, bx, sizes, weights))
 
 
-def test_non_temporal_stores(monkeypatch):
-    # Both non-temporal store paths (the kernel's tiles and the mirrored tiles) forced on a
-    # small result: aligned rows (m * itemsize a multiple of 64, a 64-byte aligned result).
+def test_non_temporal_stores(monkeypatch, every_thread):
+    # Both non-temporal store paths (the kernel's tiles without the symmetric saving, the
+    # mirrored tiles with it) forced on a small result: aligned rows (m * itemsize a multiple
+    # of 64, a 64-byte aligned result).
     cp = _popcount()
     monkeypatch.setattr(cp, "NT_MIN_BYTES", 0)
     monkeypatch.setattr(cp, "NT_DIRECT", True)
@@ -315,3 +323,62 @@ def test_avx2_tile_shape_in_a_subprocess(tmp_path):
     env.pop("NUMBA_CPU_FEATURES", None)
     r = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "avx2-ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_pooled_result_buffers_are_never_shared_while_alive(monkeypatch):
+    # Results of >= 1 MB come from a pool of freed buffers: a result (or any view of it, or a
+    # torch tensor on it) that is still alive must keep its values when later calls of the
+    # same size run; a buffer is handed out again only once nothing refers to it.
+    import torch
+
+    monkeypatch.setattr(cpu, "_pool", [])
+    n, sizes = 1024, [64]
+    bits = [_bits(zlib.crc32(f"pool{i}".encode()), n, 64) for i in range(5)]
+    words = [pack_bits(b, sizes) for b in bits]
+    expected = [reference.hamming(b, b, sizes) for b in bits]
+
+    def run(i):
+        return cpu.pairwise_hamming(words[i], None, sizes, None, np.dtype(np.uint16), method="popcount")
+
+    r0 = run(0)
+    view = run(1)[3:7]  # only a view of the second result survives
+    t2 = torch.from_numpy(run(2))  # only a torch tensor on the third
+    r3 = run(3)
+    ptr = r3.ctypes.data
+    np.testing.assert_array_equal(r0, expected[0])
+    np.testing.assert_array_equal(view, expected[1][3:7])
+    np.testing.assert_array_equal(t2.numpy(), expected[2])
+    np.testing.assert_array_equal(r3, expected[3])
+    del r3
+    r4 = run(4)  # the fourth result's buffer is free now
+    assert r4.ctypes.data == ptr
+    np.testing.assert_array_equal(r4, expected[4])
+    np.testing.assert_array_equal(r0, expected[0])
+    # other sizes: an unused buffer of another size makes room, results stay right
+    for n2 in (600, 900, 600):
+        b2 = _bits(n2, n2, 64)
+        got = cpu.pairwise_hamming(pack_bits(b2, sizes), None, sizes, None, np.dtype(np.uint16), method="popcount")
+        np.testing.assert_array_equal(got, reference.hamming(b2, b2, sizes))
+    assert len(cpu._pool) <= cpu._POOL_SIZE
+    np.testing.assert_array_equal(r4, expected[4])
+    cpu.release_buffers()
+    assert cpu._pool == []
+
+
+def test_small_work_stays_on_one_thread(monkeypatch):
+    # Below MIN_WORK_PER_THREAD word pairs a thread, the worker pool is not used; above, the
+    # asked-for threads are (up to one per block of rows).
+    cp = _popcount()
+    used = []
+    real = cp._pool
+    monkeypatch.setattr(cp, "_pool", lambda k: used.append(k) or real(k))
+    bx = _bits(11, 130, 96)
+    wx = pack_bits(bx, [96])
+    out = np.empty((1, 130, 130), np.uint8)
+    monkeypatch.setattr(cp, "MIN_WORK_PER_THREAD", 130 * 130 * 3 + 1)
+    cp.pairwise(wx, None, [0, 3], cp.MODE_TOTAL, out, threads=2)
+    assert used == []
+    monkeypatch.setattr(cp, "MIN_WORK_PER_THREAD", 130 * 130 * 3 // 3)
+    cp.pairwise(wx, None, [0, 3], cp.MODE_TOTAL, out, threads=8)
+    assert used == [3]  # three blocks of rows: 64, 64, 2
+    np.testing.assert_array_equal(out[0], reference.hamming(bx, bx, [96]))

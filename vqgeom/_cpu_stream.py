@@ -125,6 +125,8 @@ def knn_rows(wx: Any, wy: Any, layer_sizes: Sequence[int], wt: Any, k: int, *, e
     best_d = np.zeros((n, k), dtype=kdt)
     best_i = np.full((n, k), -1, dtype=np.int64)
     fill = np.zeros(n, dtype=np.int64)
+    if n == 0 or m == 0 or k == 0:  # nothing to select (the kernel needs k >= 1)
+        return best_d, best_i, fill
 
     def band(a: int, b: int) -> None:
         buf = _buffer(wt)
@@ -158,7 +160,8 @@ def heat_rows(wx: Any, wy: Any, layer_sizes: Sequence[int], wt: Any, V: np.ndarr
 
     wx, wy = _words(wx), _words(wy)
     n, m = wx.shape[0], wy.shape[0]
-    V = np.asarray(V, dtype=np.float64).reshape(m, -1)
+    V = np.asarray(V, dtype=np.float64)
+    V = V[:, None] if V.ndim == 1 else V
     Vt = np.ascontiguousarray(V.T)
     out = np.zeros((n, Vt.shape[0]))
     table = heat_table(wt, s2, squared)
