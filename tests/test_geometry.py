@@ -657,8 +657,9 @@ def test_compiled_cut_equals_the_layer_by_layer_cut(acts):
     for x, y in ((a.V, b.V), (a.E, b.E), (a.off, b.off), (a.area, b.area), (a.centroid, b.centroid)):
         np.testing.assert_array_equal(x, y)
     assert a.off.size > 20
-    ea = a.he.adjacency(1e-9)
-    eb = b.he.adjacency(1e-9)
+    base, grp = np.array([0, 6, 12, 18]), np.ones(3, dtype=np.int64)
+    ea = a.he.adjacency(1e-9, base, grp)
+    eb = b.he.adjacency(1e-9, base, grp)
     for x, y in zip(ea, eb):
         np.testing.assert_array_equal(x, y)
 
@@ -674,3 +675,51 @@ def test_lazy_codes_do_not_follow_later_training():
             p.mul_(-1.0)
     np.testing.assert_array_equal(part.codes.unpack(), ref)
     assert part.edge_index.shape[0] > 0 and part.edge_layer.shape == part.edge_unit.shape
+
+
+def _bits_of_words(words, sizes):
+    """Unpack the Codes layout by hand (layer l from word sum(ceil(B_k/32), k<l); unit j at
+    bit j % 32 of word j // 32), and the padding bits, for a check independent of the packer."""
+    cols, pad, off = [], [], 0
+    for b in sizes:
+        nw = (b + 31) // 32
+        for j in range(nw * 32):
+            bit = (words[:, off + j // 32].astype(np.uint64) >> np.uint64(j % 32)) & np.uint64(1)
+            (cols if j < b else pad).append(bit.astype(bool))
+        off += nw
+    assert off == words.shape[1]
+    none = np.zeros((words.shape[0], 0), dtype=bool)
+    return (np.stack(cols, 1) if cols else none), (np.stack(pad, 1) if pad else none)
+
+
+@pytest.mark.parametrize("case", ["relu", "leaky_prelu", "wide_duplicate", "output_layer"])
+def test_codes_packed_by_the_compiled_cut_equal_the_oracle(case):
+    """ReLU-type nets get their region codes from the compiled cut (signs read while cutting,
+    packed there): every region's code must equal the oracle's bits at its centroid, padding
+    zero, on nets with leaky/PReLU slopes, a layer wider than one word, a duplicate
+    hyperplane and a trailing output layer."""
+    if case == "relu":
+        net = random_mlp(31, [16, 16, 16])
+    elif case == "leaky_prelu":
+        net = random_mlp(32, [12, 9, 7], acts=[nn.LeakyReLU(0.1), nn.PReLU(9, init=0.25), nn.LeakyReLU(-0.5)])
+    elif case == "wide_duplicate":
+        net = random_mlp(33, [40, 5, 33])
+        with torch.no_grad():
+            net[2].weight[3] = net[2].weight[1]  # a duplicate hyperplane in layer 1
+            net[2].bias[3] = net[2].bias[1]
+    else:
+        net = random_mlp(34, [10, 10], out=3)
+    part = partition(net, BOX)
+    assert part._words is not None  # the compiled cut's words, not the forward pass
+    codes = part.codes
+    spec = as_netspec(net)
+    ref, sizes = mlp_bits(spec.layers, part.inputs)
+    assert tuple(sizes) == codes.layer_sizes == part.layer_sizes
+    assert codes.words.dtype == np.uint32 and codes.words.flags.c_contiguous
+    bits, pad = _bits_of_words(codes.words, sizes)
+    assert part.n_regions > 30
+    np.testing.assert_array_equal(bits, ref)
+    assert not pad.any()
+    # The same codes as the validating public constructor accepts, names and groups included.
+    pub = vqgeom.Codes(codes.words.copy(), codes.layer_sizes, codes.layer_names, codes.groups)
+    assert (pub.layer_sizes, pub.layer_names, pub.groups) == (codes.layer_sizes, codes.layer_names, codes.groups)

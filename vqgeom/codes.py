@@ -220,6 +220,23 @@ class Codes:
         words = pack_bits(to_numpy(bits).astype(bool, copy=False), layer_sizes)
         return cls(_like(words, bits), tuple(layer_sizes), tuple(layer_names), tuple(groups))
 
+    @classmethod
+    def _trusted(
+        cls, words: np.ndarray, layer_sizes: tuple, layer_names: tuple, groups: tuple
+    ) -> "Codes":
+        """Codes from words the library packed itself, without the public constructor's checks.
+
+        Internal: ``words`` must be a C-contiguous numpy uint32 (N, W) array in the layout of
+        ``layer_sizes`` with zero padding, ``layer_sizes``/``groups`` tuples of int (one entry
+        per layer) and ``layer_names`` a tuple of str of that length.
+        """
+        self = object.__new__(cls)
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "layer_sizes", layer_sizes)
+        object.__setattr__(self, "layer_names", layer_names)
+        object.__setattr__(self, "groups", groups)
+        return self
+
     # -- shape ------------------------------------------------------------------------
     @property
     def n(self) -> int:

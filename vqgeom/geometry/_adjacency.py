@@ -16,11 +16,16 @@ __all__ = ["adjacency_2d"]
 
 
 @njit(cache=True, nogil=True)
-def adjacency_2d(nh, nf, X, hv, hn, ht, hf, hl, min_len):
-    """One row per adjacent pair of faces: ``(i, j, label, seg0 (E, 2), seg1 (E, 2))``, ``i < j``.
+def adjacency_2d(nh, nf, X, hv, hn, ht, hf, hl, min_len, base, grp):
+    """One row per adjacent pair of faces, in the arrays of :class:`Partition`:
+    ``edge_index (E, 2)`` (``i < j``), ``edge_layer (E,)``, ``edge_unit (E,)``,
+    ``edge_segments (E, 2, 2)``.
 
-    ``label`` is the smallest hyperplane label among the pair's pieces (the first of
-    coincident hyperplanes); ``seg0, seg1`` the ends of the whole shared boundary.
+    The edge's hyperplane is the smallest label among the pair's pieces (the first of
+    coincident hyperplanes); its layer ``l`` is the one with ``base[l] <= label <
+    base[l + 1]`` (``base`` (L + 1,): each coding layer's first bit, then the total), its
+    unit ``(label - base[l]) // grp[l]`` (``grp`` (L,): 1, or the one-hot width of a max
+    layer). The segment runs between the ends of the whole shared boundary.
     Rows are sorted by ``(i, j)``.
     """
     m = 0
@@ -41,11 +46,10 @@ def adjacency_2d(nh, nf, X, hv, hn, ht, hf, hl, min_len):
             eid[m] = e
             m += 1
     order = np.argsort(key)
-    oi = np.empty(m, dtype=np.int64)
-    oj = np.empty(m, dtype=np.int64)
-    ol = np.empty(m, dtype=np.int64)
-    s0 = np.empty((m, 2))
-    s1 = np.empty((m, 2))
+    oij = np.empty((m, 2), dtype=np.int64)
+    olay = np.empty(m, dtype=np.int64)
+    ounit = np.empty(m, dtype=np.int64)
+    seg = np.empty((m, 2, 2))
     n = 0
     g = 0
     while g < m:
@@ -82,13 +86,17 @@ def adjacency_2d(nh, nf, X, hv, hn, ht, hf, hl, min_len):
             ay = ay + tmin / dd * dy
         if np.hypot(bx - ax, by - ay) > min_len:
             k = key[order[g]]
-            oi[n] = k // nf
-            oj[n] = k % nf
-            ol[n] = lab
-            s0[n, 0] = ax
-            s0[n, 1] = ay
-            s1[n, 0] = bx
-            s1[n, 1] = by
+            oij[n, 0] = k // nf
+            oij[n, 1] = k % nf
+            lay = 0
+            while lay + 1 < grp.size and base[lay + 1] <= lab:
+                lay += 1
+            olay[n] = lay
+            ounit[n] = (lab - base[lay]) // max(grp[lay], 1)
+            seg[n, 0, 0] = ax
+            seg[n, 0, 1] = ay
+            seg[n, 1, 0] = bx
+            seg[n, 1, 1] = by
             n += 1
         g = h + 1
-    return oi[:n], oj[:n], ol[:n], s0[:n], s1[:n]
+    return oij[:n], olay[:n], ounit[:n], seg[:n]

@@ -529,12 +529,12 @@ class HalfEdges:
         """(V, E, off, cen, rad, area, centroid): see :func:`export_faces`."""
         return export_faces(self.nf, self.X, self.hv, self.hn, self.hl, self.fh)
 
-    def adjacency(self, min_len: float):
+    def adjacency(self, min_len: float, base: np.ndarray, grp: np.ndarray):
         """Adjacent face pairs: see :func:`vqgeom.geometry._adjacency.adjacency_2d`."""
         from ._adjacency import adjacency_2d
 
         return adjacency_2d(int(self.counts[1]), self.nf, self.X, self.hv, self.hn, self.ht, self.hf, self.hl,
-                            min_len)
+                            min_len, base, grp)
 
 
 @njit(cache=True, nogil=True)
@@ -559,6 +559,25 @@ def homogeneous_next_maps(pre, par, pts, slope):
             out[j, r, 0] = a * m
             out[j, r, 1] = b * m
             out[j, r, 2] = c * m
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _layer_code_words(cw, pre, par, pts, w0):
+    """The code words (R, W) of the faces after a layer: row ``r`` is its layer-start region
+    ``par[r]``'s row of ``cw`` with the layer's bits (``pre[j, par[r]]`` >= 0 at ``pts[r]``)
+    set from word ``w0`` on."""
+    n = pre.shape[0]
+    R = par.size
+    out = np.empty((R, cw.shape[1]), dtype=np.uint32)
+    for r in range(R):
+        p = par[r]
+        out[r, :] = cw[p, :]
+        x = pts[r, 0]
+        y = pts[r, 1]
+        for j in range(n):
+            if pre[j, p, 0] * x + pre[j, p, 1] * y + pre[j, p, 2] >= 0.0:
+                out[r, w0 + j // 32] |= np.uint32(1) << np.uint32(j % 32)
     return out
 
 
@@ -608,7 +627,7 @@ def _grown(a, cap, fill):
 
 
 @njit(cache=True, nogil=True)
-def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
+def cut_homogeneous_net(Ws, bs, dims, slopes, woffs, Z, bounds, atol, cap_faces):
     """The whole 2-D partition of a net whose coding layers are all ReLU / leaky ReLU /
     PReLU, in one compiled call (no per-layer Python: what small nets spend their time on).
 
@@ -620,6 +639,13 @@ def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
     the next maps at the vertex means. Returns the half-edge arrays, the export of the
     final faces (:func:`export_faces`) and ``-1``, or the index of the first layer whose
     maps are not finite (then the rest is meaningless).
+
+    Also the region codes, packed as :class:`vqgeom.Codes` words (R, woffs[-1]) uint32
+    (layer ``l`` from word ``woffs[l]``, unit ``j`` at bit ``j % 32`` of word ``j // 32``):
+    each face inherits its layer-start region's words, and layer ``l``'s bits are the signs
+    (``pre >= 0``, as :func:`vqgeom.activations.bits`) of its pre-activation maps at an
+    interior point of the face: the vertex mean (the point the next maps are read at), or
+    for the last layer the area centroid (the regions' representative point).
     """
     x0 = bounds[0]
     x1 = bounds[1]
@@ -655,6 +681,8 @@ def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
     counts = np.array([4, 4, 1], dtype=np.int64)
     V, E, off, cen, rad, area, cent = export_faces(1, X, hv, hn, hl, fh)  # the box (also the result if L == 0)
     L = dims.size - 1
+    nw = woffs[L]
+    cw = np.zeros((1, nw), dtype=np.uint32)
     wo = 0
     bo = 0
     sbase = 0
@@ -716,9 +744,11 @@ def cut_homogeneous_net(Ws, bs, dims, slopes, Z, bounds, atol, cap_faces):
         sbase += n
         if li == L - 1:
             V, E, off, cen, rad, area, cent = export_faces(counts[2], X, hv, hn, hl, fh)
+            cw = _layer_code_words(cw, pre, fpar[: counts[2]], cent, woffs[li])
         else:
             cen, rad = face_centres(counts[2], X, hv, hn, fh)
+            cw = _layer_code_words(cw, pre, fpar[: counts[2]], cen, woffs[li])
             Z = homogeneous_next_maps(pre, fpar[: counts[2]], cen, slopes[bo : bo + n])
         wo += n * d
         bo += n
-    return X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts, V, E, off, area, cent, bad
+    return X, hv, hn, ht, hf, hl, fh, fpar, stamp, hk, counts, V, E, off, area, cent, cw, bad

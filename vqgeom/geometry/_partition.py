@@ -38,6 +38,7 @@ hyperplane it lies on.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from typing import Any, Sequence
@@ -45,7 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import activations as _act
-from ..codes import Codes
+from ..codes import Codes, layer_word_offsets
 from .._netspec import NetSpec, as_netspec, layer_groups, layer_sizes
 
 __all__ = ["partition", "Partition", "plane_through", "forward_bits"]
@@ -168,9 +169,10 @@ def _layer_pre(Z: np.ndarray, A: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Faces2D:
     """The result of the 2-D cutting: ragged polygons and the half-edge structure."""
 
-    def __init__(self, he, V, E, off, area, centroid):
+    def __init__(self, he, V, E, off, area, centroid, words=None):
         self.he, self.V, self.E, self.off = he, V, E, off
         self.area, self.centroid = area, centroid
+        self.words = words  # the regions' packed codes when the cut computed them, else None
 
 
 def _homogeneous(act: Any) -> bool:
@@ -193,11 +195,13 @@ def _partition_2d_compiled(coding, Z, bounds, atol):
             else np.broadcast_to(np.asarray(act[1], dtype=np.float64), (A.shape[0],))
             for A, _, act in coding
         ])
-    *arrays, V, E, off, area, cent, bad = cut_homogeneous_net(Ws, bs, dims, slopes, Z, np.array(bounds), atol, 256)
+    woffs = np.array(layer_word_offsets(dims[1:]), dtype=np.int64)
+    *arrays, V, E, off, area, cent, words, bad = cut_homogeneous_net(
+        Ws, bs, dims, slopes, woffs, Z, np.array(bounds), atol, 256)
     if bad >= 0:
         _finite_pre(np.array([np.inf]), int(bad))  # raises, naming the layer
     he = HalfEdges.from_arrays(*arrays, next_stamp=int(bs.size))
-    return _Faces2D(he, V, E, off, area, cent)
+    return _Faces2D(he, V, E, off, area, cent, words)
 
 
 def _partition_2d(spec: NetSpec, M0: np.ndarray, c0: np.ndarray, bounds, tol: float, progress: bool):
@@ -518,6 +522,7 @@ class Partition:
         self._regions = None
         self._inputs = None
         self._codes = None
+        self._words = None
         self._edges = None  # (edge_index, edge_layer, edge_unit, edge_segments)
         self._he = None  # 2-D: the half-edge structure, until the edges are read off it
 
@@ -537,7 +542,7 @@ class Partition:
     @property
     def _layer_base(self) -> np.ndarray:
         """Global index of each coding layer's first bit, and the total (L + 1,)."""
-        return np.concatenate([[0], np.cumsum(self.layer_sizes)]).astype(np.int64)
+        return np.array((0, *itertools.accumulate(self.layer_sizes)), dtype=np.int64)
 
     @classmethod
     def _from_2d(cls, spec, st, bounds, M0, c0, tol):
@@ -546,6 +551,7 @@ class Partition:
         p.vertices, p.edge_labels, p.offsets = st.V, st.E, st.off
         p.areas, p.points = st.area, st.centroid
         p._he = st.he  # codes and edges are computed when first read
+        p._words = st.words  # the codes packed by the compiled cut, or None
         return p
 
     @classmethod
@@ -572,16 +578,22 @@ class Partition:
     @property
     def codes(self) -> Codes:
         if self._codes is None:
-            bits = forward_bits(self.spec, self.inputs)
-            self._codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names, self.layer_groups)
+            names = tuple(self.layer_names)
+            if self._words is not None and len(names) == len(self.layer_sizes):
+                # Packed by the compiled cut (all layers ReLU-type), in the Codes layout.
+                self._codes = Codes._trusted(self._words, self.layer_sizes, names, self.layer_groups)
+                self._words = None
+            else:
+                bits = forward_bits(self.spec, self.inputs)
+                self._codes = Codes.from_bits(bits, self.layer_sizes, self.layer_names, self.layer_groups)
         return self._codes
 
     def _edge_arrays(self) -> tuple:
         if self._edges is None:
             b = self.bounds
-            diam = float(np.hypot(b[1] - b[0], b[3] - b[2]))
-            i, j, lab, p0, p1 = self._he.adjacency(10 * self.tol * diam)
-            self._set_edges(i, j, lab, np.stack([p0, p1], axis=1))
+            diam = math.hypot(b[1] - b[0], b[3] - b[2])
+            grp = np.array(self.layer_groups, dtype=np.int64)
+            self._edges = self._he.adjacency(10 * self.tol * diam, self._layer_base, grp)
             self._he = None
         return self._edges
 
