@@ -409,6 +409,7 @@ def pairwise(
     wflt: np.ndarray | None = None,
     threads: int = 1,
     symmetric: bool | None = None,
+    nontemporal: bool = True,
 ) -> np.ndarray:
     """Fill ``out`` (P, N, M) with XOR-popcount distances of packed uint32 words.
 
@@ -427,6 +428,9 @@ def pairwise(
     symmetric : bool or None
         With ``wy`` None: compute the upper triangle and mirror it. None: where the codes
         have at least :data:`SYM_MIN_WORDS` words.
+    nontemporal : bool
+        Allow non-temporal stores (results of at least :data:`NT_MIN_BYTES` with 64-byte
+        aligned rows); False keeps the result in the caches (a caller about to read it).
 
     Memory: ``out``, the codes of ``y`` packed into panels (M x W words) and, where N is not
     a multiple of R, a padded copy of ``x``.
@@ -455,7 +459,7 @@ def pairwise(
     # the result is larger than the caches would keep (NT_MIN_BYTES): they skip reading
     # each line before overwriting it.
     nt = bool(
-        out.ctypes.data % 64 == 0 and (m * out.itemsize) % 64 == 0 and out.nbytes >= NT_MIN_BYTES
+        nontemporal and out.ctypes.data % 64 == 0 and (m * out.itemsize) % 64 == 0 and out.nbytes >= NT_MIN_BYTES
         and mode in (MODE_TOTAL, MODE_PER_LAYER)
     )
 
