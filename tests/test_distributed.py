@@ -221,11 +221,36 @@ def test_compare_with_dask_X(client):
     assert_close(got.similarity, want.similarity)
     got2 = vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]])
     assert_close(got2.similarity, vqgeom.compare(nets, X, s2, squared=True, weights=[[1.0, 2.0], [1, 3], [0.5]]).similarity)
-    # the other measures and per-network bandwidths have no dask route yet: said, not silently local
+    # integer distances: every measure and per-network bandwidths from count arrays summed on the cluster
+    Xd = da.from_array(X, chunks=(70, 4))
+    for kw in (dict(measure="all", sigma2s=s2), dict(measure="all", sigma2s="per_network"),
+               dict(measure=["mantel", "linear_cka"], sigma2s=s2, weights=[[1, 2], [3, 1], [2]]),
+               dict(measure="rbf_cka", sigma2s=np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 50.0]]), squared=True)):
+        want = vqgeom.compare(nets, X, method="histogram", **kw)
+        got = vqgeom.compare(nets, Xd, **kw)
+        assert got.route == "dask-histogram" and sorted(got.values) == sorted(want.values)
+        for name in want.values:
+            assert_close(got[name], want[name])
+        np.testing.assert_array_equal(got.bandwidths, want.bandwidths)  # per-network medians: exact
+    direct = vqgeom.compare(nets, X, s2, method="direct", measure="all")  # the in-memory direct route agrees too
+    assert_close(vqgeom.compare(nets, Xd, s2, measure="all")["rbf_cka"], direct["rbf_cka"])
+    from vqgeom import _dask
+
+    small = _dask.ROW_HIST_BYTES
+    try:  # the per-row histograms of a row block are bounded: too large a block is refused, naming X
+        _dask.ROW_HIST_BYTES = 1000
+        with pytest.raises(ValueError, match="^X: the CKA measures keep per-row histograms"):
+            vqgeom.compare(nets, Xd, s2, measure="linear_cka")
+        assert vqgeom.compare(nets, Xd, s2).route == "dask-histogram"  # heat_cosine needs no row histograms
+    finally:
+        _dask.ROW_HIST_BYTES = small
+    # real weights have no histograms: heat_cosine with shared sigma2s only, other requests name their argument
+    real = [[1.0, 2.5], [1, 3], [0.5]]
     for kw, arg in ((dict(measure="mantel"), "measure"), (dict(measure=["heat_cosine", "rbf_cka"]), "measure"),
-                    (dict(sigma2s="per_network"), "sigma2s"), (dict(sigma2s=[[1.0, 2.0, 3.0]]), "sigma2s")):
-        with pytest.raises(ValueError, match=f"^{arg}: dask codes support"):
-            vqgeom.compare(nets, da.from_array(X, chunks=(70, 4)), **{"sigma2s": s2, **kw})
+                    (dict(sigma2s="per_network"), "sigma2s"), (dict(sigma2s=[[1.0, 2.0, 3.0]]), "sigma2s"),
+                    (dict(method="histogram"), "method"), (dict(method="sym"), "method")):
+        with pytest.raises(ValueError, match=f"^{arg}: "):
+            vqgeom.compare(nets, Xd, **{"sigma2s": s2, "weights": real, **kw})
 
 
 def test_zarr_round_trip(client, tmp_path):

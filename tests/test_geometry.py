@@ -634,7 +634,7 @@ def test_errors_name_the_argument():
     A = np.array([[1e200, 1.0], [1.0, -1e200]])
     for bounds in (BOX, (-1.0, 1.0)):
         net = [(A[:, : len(bounds) // 2], np.zeros(2)), (A, np.zeros(2))]
-        with pytest.raises(ValueError, match="^net_or_hyperplanes: .*overflow"):
+        with pytest.raises(ValueError, match="^net_or_hyperplanes: .*coding layer 1 overflow"):
             partition(net, bounds)
 
 

@@ -11,8 +11,12 @@ task ever holds more than a tile, and no node an ``N x N`` matrix:
   in-memory tie rule "ties go to the smaller index");
 * :func:`heat_matmat` -- ``exp(-D / sigma2) @ V``: per tile ``H_ij @ V_j``, summed over ``j`` by a
   tree;
-* :func:`compare_dots` -- the Frobenius inner products of several networks' heat kernels: per
-  tile partial sums, summed by a tree;
+* :func:`compare_histograms` -- the count arrays of :mod:`vqgeom.similarity` (marginals, joint
+  histograms, per-row histogram products) of integer distances: per tile, summed over column
+  blocks by a tree (each row's histogram is then complete), turned into row products per row
+  block, summed over row blocks by a tree; every measure of :func:`vqgeom.compare` follows;
+* :func:`compare_dots` -- the Frobenius inner products of several networks' heat kernels (any
+  weights): per tile partial sums, summed by a tree;
 * :func:`mds_from_codes` -- column means and the ``B x B`` Gram matrix of the centred codes as
   tree reductions, the eigenvectors as a lazy blockwise product;
 * :func:`encode` -- one task per row block of ``X``; the model is one key of the graph (sent to
@@ -59,6 +63,8 @@ EXTRA_HINT = "pip install 'vqgeom[distributed]' (dask[array], distributed, zarr)
 SPLIT_EVERY = 8
 # Target bytes of one float64 slab inside a tile task (rows x column block x 8).
 SLAB_BYTES = 32 << 20
+# Largest per-row histograms (int64, rows of a block x bins of all networks) a compare task may hold.
+ROW_HIST_BYTES = 1 << 30
 
 
 def require(module: str = "dask.array") -> Any:
@@ -407,6 +413,91 @@ def compare_dots(codes: Sequence[Codes], per_w: Sequence[Any], s2: np.ndarray, *
             tiles.append(delayed(_tile_cosine, pure=True)(bxs, bys, metas, list(per_w), backend, s2, squared,
                                                           block_rows, dask_key_name=f"vqgeom-cos-tile-{tok}-{bi}-{bj}"))
     return _tree(tiles, _sum, f"vqgeom-cos-sum-{tok}").compute()
+
+
+def _tile_hist(bxs, bys, metas, wts, backend: str, V: list[int], rows: bool, block_rows: int):
+    """Count arrays of one tile (integer distances): each network's marginal, each pair's joint
+    histogram and, with ``rows``, each network's per-row histograms (int64, rows x V_a)."""
+    m_nets = len(metas)
+    n, m = int(bxs[0].shape[0]), int(bys[0].shape[0])
+    marg = [np.zeros(V[a], np.int64) for a in range(m_nets)]
+    joint = {(a, b): np.zeros((V[a], V[b]), np.int64) for a in range(m_nets) for b in range(a + 1, m_nets)}
+    H = [np.zeros((n, V[a]), np.int64) for a in range(m_nets)] if rows else None
+    rng, step = _slabs(n, m * m_nets, block_rows)
+    for s in rng:
+        ds = [_host(_tile_distance(bx[s : s + step], by, meta, w, False, backend)).astype(np.int64)
+              for bx, by, meta, w in zip(bxs, bys, metas, wts)]
+        r = ds[0].shape[0]
+        for a, d in enumerate(ds):
+            if rows:
+                h = np.bincount((np.arange(r)[:, None] * V[a] + d).ravel(), minlength=r * V[a]).reshape(r, V[a])
+                H[a][s : s + r] = h
+                marg[a] += h.sum(axis=0)
+            else:
+                marg[a] += np.bincount(d.ravel(), minlength=V[a])
+        for (a, b), J in joint.items():
+            J += np.bincount((ds[a] * V[b] + ds[b]).ravel(), minlength=V[a] * V[b]).reshape(V[a], V[b])
+    return marg, joint, H
+
+
+def _sum_hist(*parts):
+    marg = [sum(p[0][a] for p in parts) for a in range(len(parts[0][0]))]
+    joint = {key: sum(p[1][key] for p in parts) for key in parts[0][1]}
+    third = None if parts[0][2] is None else (
+        [sum(p[2][a] for p in parts) for a in range(len(parts[0][2]))] if isinstance(parts[0][2], list)
+        else {key: sum(p[2][key] for p in parts) for key in parts[0][2]})
+    return marg, joint, third
+
+
+def _row_products(part):
+    """A row block's complete per-row histograms -> its share of ``sum_i h_a^i[u] h_b^i[v]``."""
+    marg, joint, H = part
+    if H is None:
+        return marg, joint, None
+    Hf = [h.astype(np.float64) for h in H]
+    return marg, joint, {(a, b): Hf[a].T @ Hf[b] for a in range(len(Hf)) for b in range(a, len(Hf))}
+
+
+def compare_histograms(codes: Sequence[Codes], wts: Sequence[Any], names: Sequence[str], row_products: bool, *,
+                       backend: str, block_rows: int) -> Any:
+    """:class:`vqgeom.similarity.DistanceHistograms` of the networks' integer distances, computed on
+    the cluster: per tile the count arrays, summed over column blocks by a tree (per-row histograms
+    complete), turned into row products per row block, summed over row blocks by a tree."""
+    require()
+    from dask import delayed
+
+    from .similarity import _MAX_HIST_CELLS, DistanceHistograms
+
+    V = [int(wt.max_distance) + 1 for wt in wts]
+    m = len(codes)
+    cells = sum(V[a] * V[b] for a in range(m) for b in range(a, m))
+    if cells > _MAX_HIST_CELLS:
+        raise ValueError(f"weights: the histograms of distances up to {[v - 1 for v in V]} would need {cells:,} cells "
+                         f"(more than {_MAX_HIST_CELLS:,}); dask codes support such weights with "
+                         "measure='heat_cosine' and shared sigma2s only")
+    first = as_dask_codes(codes[0])
+    rows = first.words.chunks[0]
+    row_bytes = max(rows) * sum(V) * 8
+    if row_products and row_bytes > ROW_HIST_BYTES:
+        raise ValueError(f"X: the CKA measures keep per-row histograms of a row block ({max(rows):,} rows x "
+                         f"{sum(V):,} bins = {row_bytes / 2**20:,.0f} MiB, more than {ROW_HIST_BYTES >> 20} MiB); "
+                         "use smaller row chunks")
+    codes = [first] + [as_dask_codes(c, first) for c in codes[1:]]
+    codes = [_replace(c, c.words.rechunk((rows, -1))) for c in codes]
+    metas = [_meta(c) for c in codes]
+    per_net = [_blocks(c) for c in codes]
+    tok = _token([c.words for c in codes], list(wts), row_products, backend, block_rows)
+    parts = []
+    for bi in range(len(rows)):
+        bxs = [blocks[bi][0] for blocks in per_net]
+        tiles = [delayed(_tile_hist, pure=True)(bxs, [blocks[bj][0] for blocks in per_net], metas, list(wts), backend,
+                                                V, row_products, block_rows,
+                                                dask_key_name=f"vqgeom-hist-tile-{tok}-{bi}-{bj}")
+                 for bj in range(len(rows))]
+        full = _tree(tiles, _sum_hist, f"vqgeom-hist-cols-{tok}-{bi}")
+        parts.append(delayed(_row_products, pure=True)(full, dask_key_name=f"vqgeom-hist-rows-{tok}-{bi}"))
+    marg, joint, prod = _tree(parts, _sum_hist, f"vqgeom-hist-sum-{tok}").compute()
+    return DistanceHistograms(int(codes[0].n), list(names), marg, joint, prod)
 
 
 def _signs_block(block, sizes, scale, mu):

@@ -255,9 +255,11 @@ def compare(
     models : sequence of networks (anything :func:`vqgeom.encode` takes) or of Codes
     X : array (N, ...), optional
         The sample; not needed when ``models`` are Codes of one sample. A dask array (or dask
-        codes) runs on the cluster: each (row block, column block) tile's partial sums on a
-        worker, summed by a tree; only the ``(S, M, M)`` sums come back (``heat_cosine`` with
-        shared sigma2s only).
+        codes) runs on the cluster. Integer distances: each (row block, column block) tile's
+        count arrays (the histogram route's) on a worker, summed by trees; every measure and
+        ``"per_network"`` work as in memory, and only the counts (``O(sum V_a V_b)``) come
+        back. Real weights (or ``method="direct"``): each tile's heat-kernel inner products,
+        ``heat_cosine`` with shared sigma2s only.
     sigma2s : float, sequence of S floats, (S, M) array, or ``"per_network"``
         Bandwidths > 0: shared by all networks (scalar or 1-D), one per network and step
         (2-D), or each network's median heuristic (``"per_network"``: the median of its
@@ -302,13 +304,26 @@ def compare(
         from . import _dask
         from ._validate import check_sigma2s
 
+        if method not in ("auto", "histogram", "direct"):
+            raise ValueError(f"method: dask codes take 'auto', 'histogram' or 'direct', got {method!r}")
+        if method == "histogram" and not all(wt.integer for wt in wts):
+            raise ValueError("method: 'histogram' needs integer distances (integer weights); got real weights")
+        if all(wt.integer for wt in wts) and method in ("auto", "histogram"):
+            # integer distances: the count arrays on the cluster give every measure, as in memory
+            need_cka = any(x in measures for x in ("rbf_cka", "linear_cka"))
+            h = _dask.compare_histograms(codes, wts, names, need_cka, backend=backend, block_rows=block_rows)
+            out = h.compare(sigma2s, measures, squared=bool(squared))
+            out.route = "dask-histogram"
+            return out
         if measures != ("heat_cosine",):
-            raise ValueError(f"measure: dask codes support measure='heat_cosine' only (with shared sigma2s), got "
-                             f"{measures}; bring the codes into memory (codes.to('numpy')) for the other measures")
+            raise ValueError(f"measure: with real weights (or method='direct') dask codes support "
+                             f"measure='heat_cosine' only (with shared sigma2s), got {measures}; bring the codes into "
+                             "memory (codes.to('numpy')) for the other measures")
         if isinstance(sigma2s, str) or np.ndim(sigma2s) > 1:
             got = repr(sigma2s) if isinstance(sigma2s, str) else f"an array of shape {np.shape(sigma2s)}"
-            raise ValueError(f"sigma2s: dask codes support shared sigma2s only (a number or a 1-D sequence), got {got}; "
-                             "bring the codes into memory (codes.to('numpy')) for per-network bandwidths")
+            raise ValueError(f"sigma2s: with real weights (or method='direct') dask codes support shared sigma2s only "
+                             f"(a number or a 1-D sequence), got {got}; bring the codes into memory "
+                             "(codes.to('numpy')) for per-network bandwidths")
         s2 = check_sigma2s(sigma2s)
         per_w = list(weights) if _per_network(weights, len(codes)) else [weights] * len(codes)
         dots = _dask.compare_dots(codes, per_w, s2, squared=squared, backend=backend, block_rows=block_rows)

@@ -18,7 +18,9 @@ vertex on hyperplane ``k`` is computed once, by the first face that asks, and th
 by every face around it (``stamp``/``hk``): two faces never disagree about which side a
 shared vertex is on, and a vertex created on a line has the value 0 exactly there.
 
-numba is imported when a 2-D partition is first built (``import vqgeom`` stays lean).
+:func:`cut_homogeneous_net` runs a whole ReLU / leaky ReLU / PReLU net (maps, lines, cuts,
+next maps, layer after layer) in one compiled call. numba is imported when a 2-D partition
+is first built (``import vqgeom`` stays lean).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["HalfEdges"]
+__all__ = ["HalfEdges", "cut_homogeneous_net"]
 
 
 @njit(cache=True, nogil=True)

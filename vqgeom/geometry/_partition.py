@@ -10,7 +10,10 @@ threshold ``t``) is the straight line ``(W_j M_r) x + (W_j c_r + b_j - t) = 0`` 
 of regioncam) and one compiled loop per layer cuts every region by every hyperplane in
 turn: a split interpolates the crossing point on the two edges it cuts, and both the
 regions on either side of a cut edge get the new vertex at once. Each edge keeps the label
-of the hyperplane it lies on (``-1``: domain boundary).
+of the hyperplane it lies on (``-1``: domain boundary). Nets whose coding layers are all
+ReLU / leaky ReLU / PReLU run every layer in one compiled call
+(:func:`vqgeom.geometry._clip.cut_homogeneous_net`, the same steps); other activations go
+layer by layer from Python. Codes and the adjacency graph are computed when first read.
 
 Tolerance
 ---------
