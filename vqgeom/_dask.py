@@ -6,7 +6,8 @@ task ever holds more than a tile, and no node an ``N x N`` matrix:
 
 * :func:`pairwise_distances` -- a dask array of tiles (``da.blockwise`` over row and column
   blocks), lazy, writable block by block with ``.to_zarr``;
-* :func:`knn` -- per tile the ``k`` best columns of each row, merged over column blocks by a
+* :func:`knn` -- per task (a row block against consecutive column blocks of at least
+  :data:`KNN_TASK_COLS` columns) the ``k`` best columns of each row, merged over the tasks by a
   tree of merges that keep the ``k`` smallest ``(distance, index)`` pairs (lexicographic: the
   in-memory tie rule "ties go to the smaller index");
 * :func:`heat_matmat` -- ``exp(-D / sigma2) @ V``: per tile ``H_ij @ V_j``, summed over ``j`` by a
