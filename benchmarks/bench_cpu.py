@@ -16,7 +16,7 @@ Methods (one thread unless named):
 
 Every result is first checked against the numpy reference (a 256-row slice).
 
-Timing: ``--rounds`` rounds; each round times every method once, in a rotated order, so
+Timing: ``--rounds`` rounds; each round times every method once, in a shuffled order (seeded), so
 the ratios of one round share the machine's state (its load average is recorded before
 and after). The table gives the median and best time over the rounds and, per method, the
 median over rounds of ``t_faiss / t`` (same round): the speed-up over faiss-cpu.
@@ -46,6 +46,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -230,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             names = list(fns)
             times = {k: [] for k in names}
             for r in range(args.rounds):
-                order = names[r % len(names):] + names[: r % len(names)]
+                # a fresh order every round (seeded): a rotation keeps each method after the same
+                # neighbour, whose writes leave the caches in the same state every time
+                order = list(names)
+                random.Random(r).shuffle(order)
                 for k in order:
                     times[k].append(_timed(fns[k]))
             ref_t = times.get("faiss-cpu", times["vqgeom-cpu"])
@@ -356,7 +360,7 @@ def _page(meta: dict, rows: list) -> str:
         f"512-bit ALU ops/cycle / 3 ops per 512 bit-pairs x 512 x clock = {meta['limit_Gbitpairs_per_s']:.0f} "
         f"G bit-pairs/s; the kernel on cache-resident data: {meta['resident_Gbitpairs_per_s']:.0f} G bit-pairs/s "
         f"({meta['resident_Gbitpairs_per_s'] / meta['limit_Gbitpairs_per_s']:.0%} of the limit)",
-        f"- one thread unless named; {meta['rounds']} rounds, each timing every method once in a rotated order; "
+        f"- one thread unless named; {meta['rounds']} rounds, each timing every method once in a shuffled order; "
         "`speed-up over faiss` is the median over rounds of `t_faiss / t` in the same round (and the ratio of best "
         "times); `fraction of limit` counts the bit-pairs actually computed (the symmetric `vqgeom-cpu` route: the "
         "upper triangle and the diagonal blocks) in the best round; `G bit-pairs/s` is `N * N * B` / best time; "

@@ -317,7 +317,9 @@ def _pairwise_popcount(mod, wx, wy, layer_sizes, weights, out_dtype, per_layer, 
     else:
         mode, kw = mod.MODE_REAL_WEIGHTS, {"wflt": np.asarray(weights, dtype=np.float64)}
     t = torch.get_num_threads() if threads is None else threads
-    mod.pairwise(wx, None if wy is None else np.ascontiguousarray(wy).view(np.uint32), offs, mode, kern_out, threads=t, **kw)
+    # A caller's own buffer (out=) is about to be read by that caller: no cache-bypassing stores.
+    mod.pairwise(wx, None if wy is None else np.ascontiguousarray(wy).view(np.uint32), offs, mode, kern_out, threads=t,
+                 nontemporal=dest is None, **kw)
     return out if per_layer else out[0]
 
 

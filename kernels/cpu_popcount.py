@@ -83,18 +83,22 @@ R = 4  # rows of x per tile
 V = 4 if _WIDE else 2  # vectors of y per tile
 PW = LANES * V  # codes per panel of y (columns per tile)
 IB = 64  # rows per block: a multiple of R and of PW; the symmetric case mirrors IB x IB tiles
-# The symmetric saving from this many words on (below it the mirrored copy costs about what
-# the popcounts it saves cost: benchmarks/results/cpu.md).
-SYM_MIN_WORDS = 6
-# Non-temporal stores for results of at least NT_MIN_BYTES with 64-byte aligned rows: they
-# save reading each line of the result before it is overwritten. Used for the mirrored
-# tiles (whole 64-byte lines, far from where the thread works next) and, without the
-# symmetric saving, for the kernel's own tiles (at B = 64 and N = 4096, 1.45 ms instead of
-# 1.8 ms between faiss calls); not for the kernel's tiles in the symmetric case, whose
-# upper-triangle tiles are read back for the mirror right after (from memory if they
-# bypassed the cache: slower).
+# The symmetric saving from this many words on. Measured here (one code set against itself
+# vs. against a copy, N = 1024 and 4096): 1.06x faster at 9 words alone but slower between
+# faiss calls (cold caches: the mirror's reads and writes miss), 1.12-1.22x at 12 words,
+# 1.4x at 20-24 words; below 9 words the mirrored copy costs what the popcounts it saves cost.
+SYM_MIN_WORDS = 12
+# At most one thread per MIN_WORK_PER_THREAD pairs of words (see pairwise).
 MIN_WORK_PER_THREAD = 1 << 22
-NT_MIN_BYTES = 8 << 20
+# Non-temporal stores for results of at least NT_MIN_BYTES (an L2 cache here: smaller
+# results, e.g. the blocks a streaming caller reduces right away, are better left in the
+# cache) with 64-byte aligned rows: they save reading each line of the result before it is
+# overwritten. Between faiss calls (the result not in cache when the call starts) they took
+# N = 1024 from 0.95 to 0.71 ms at B = 1024 and from 0.18 to 0.11 ms at B = 64, and N = 4096,
+# B = 64 from 1.8 to 1.45 ms. Used for the mirrored tiles and, without the symmetric saving,
+# for the kernel's own tiles; not for the kernel's tiles in the symmetric case, whose
+# upper-triangle tiles are read back for the mirror right after.
+NT_MIN_BYTES = 1 << 20
 NT_DIRECT = True
 NT_MIRROR = True
 
@@ -405,6 +409,7 @@ def pairwise(
     wflt: np.ndarray | None = None,
     threads: int = 1,
     symmetric: bool | None = None,
+    nontemporal: bool = True,
 ) -> np.ndarray:
     """Fill ``out`` (P, N, M) with XOR-popcount distances of packed uint32 words.
 
@@ -423,6 +428,9 @@ def pairwise(
     symmetric : bool or None
         With ``wy`` None: compute the upper triangle and mirror it. None: where the codes
         have at least :data:`SYM_MIN_WORDS` words.
+    nontemporal : bool
+        Allow non-temporal stores (results of at least :data:`NT_MIN_BYTES` with 64-byte
+        aligned rows); False keeps the result in the caches (a caller about to read it).
 
     Memory: ``out``, the codes of ``y`` packed into panels (M x W words) and, where N is not
     a multiple of R, a padded copy of ``x``.
@@ -451,7 +459,7 @@ def pairwise(
     # the result is larger than the caches would keep (NT_MIN_BYTES): they skip reading
     # each line before overwriting it.
     nt = bool(
-        out.ctypes.data % 64 == 0 and (m * out.itemsize) % 64 == 0 and out.nbytes >= NT_MIN_BYTES
+        nontemporal and out.ctypes.data % 64 == 0 and (m * out.itemsize) % 64 == 0 and out.nbytes >= NT_MIN_BYTES
         and mode in (MODE_TOTAL, MODE_PER_LAYER)
     )
 

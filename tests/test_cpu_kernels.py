@@ -221,8 +221,8 @@ def every_thread(monkeypatch):
 def test_symmetric_mirror_every_dtype_and_thread_count(dt, every_thread):
     # n = 200: blocks of 64, 64, 64, 8 rows; whole 64 x 64 tiles right of the diagonal are
     # transposed in registers (64 // itemsize rows per transpose), the ragged ones element by
-    # element. 7 words (>= SYM_MIN_WORDS) but at most 255 differing bits for uint8: the codes
-    # are 200 units of 2 layers, so the uint8 case uses them with at most 255 units.
+    # element. 7 words, the mirror forced on and off; 200 units, so at most 200 differing bits
+    # (uint8 holds them).
     cp = _popcount()
     sizes = [120, 80]
     n = 200
@@ -248,7 +248,7 @@ def test_symmetric_weighted_and_code_lengths(every_thread):
     # integer and real per-layer weights.
     cp = _popcount()
     n = 131
-    for L in (161, 192, 193, 255, 256, 257, 511, 512, 513, 1025, 2047, 2048):
+    for L in (353, 384, 385, 511, 512, 513, 1025, 2047, 2048):
         sizes = [L - L // 3, L // 3]
         bx = _bits(zlib.crc32(f"sym{L}".encode()), n, L)
         wx = pack_bits(bx, sizes)

@@ -61,6 +61,16 @@ def client():
             cluster.close()
 
 
+@pytest.fixture(autouse=True)
+def one_column_block_per_task(monkeypatch):
+    """k-NN tasks of one column block each (the default joins blocks up to 50,000 columns,
+    more than these tests have), so the merge tree is exercised; test_knn_column_groups
+    checks the grouping itself."""
+    from vqgeom import _dask
+
+    monkeypatch.setattr(_dask, "KNN_TASK_COLS", 1)
+
+
 def random_codes(name: str, n: int, sizes, chunk: int, p: float = 0.5) -> tuple[Codes, Codes]:
     rng = np.random.default_rng(seed(name))
     bits = rng.random((n, sum(sizes))) < p
@@ -146,6 +156,26 @@ def test_knn_cross_sets_and_k_larger_than_a_column_block(client):
     np.testing.assert_array_equal(dd, d)
     with pytest.raises(ValueError, match="same array type"):
         vqgeom.knn(q, dc, k=5)  # numpy queries against dask references: wrap them with da.from_array
+
+
+@pytest.mark.parametrize("task_cols", [100, 10**6])
+def test_knn_column_groups(client, monkeypatch, task_cols):
+    from vqgeom import _dask
+
+    monkeypatch.setattr(_dask, "KNN_TASK_COLS", task_cols)
+    c, dc = random_codes("knn-groups", 257, (40, 7, 33), 40, p=0.9)  # 7 column blocks of 40 (the last 17)
+    q, dq = random_codes("knn-groups-q", 50, (40, 7, 33), 20)
+    for args, kw in (((c,), {}), ((q, c), dict(k=12)), ((c,), dict(weights=[1, 3, 2], exclude_self=False))):
+        d, i = vqgeom.knn(*args, **{"k": 9, **kw})
+        dargs = tuple(dq if a is q else dc for a in args)
+        lazy = vqgeom.knn(*dargs, **{"k": 9, **kw})
+        tiles = {k for k in dict(lazy[0].__dask_graph__()) if "vqgeom-knn-tile" in str(k)}
+        row_blocks = len(dargs[0].words.chunks[0])
+        # 100 columns: groups of 3 blocks (120, 120, 17 columns); 10**6: one task per row block
+        assert len(tiles) == row_blocks * (3 if task_cols == 100 else 1)
+        dd, ii = dask.compute(*lazy)
+        np.testing.assert_array_equal(ii, i)
+        np.testing.assert_array_equal(dd, d)
 
 
 def test_knn_and_heat_with_an_empty_row_chunk(client):

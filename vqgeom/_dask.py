@@ -6,7 +6,8 @@ task ever holds more than a tile, and no node an ``N x N`` matrix:
 
 * :func:`pairwise_distances` -- a dask array of tiles (``da.blockwise`` over row and column
   blocks), lazy, writable block by block with ``.to_zarr``;
-* :func:`knn` -- per tile the ``k`` best columns of each row, merged over column blocks by a
+* :func:`knn` -- per task (a row block against consecutive column blocks of at least
+  :data:`KNN_TASK_COLS` columns) the ``k`` best columns of each row, merged over the tasks by a
   tree of merges that keep the ``k`` smallest ``(distance, index)`` pairs (lexicographic: the
   in-memory tie rule "ties go to the smaller index");
 * :func:`heat_matmat` -- ``exp(-D / sigma2) @ V``: per tile ``H_ij @ V_j``, summed over ``j`` by a
@@ -63,6 +64,9 @@ EXTRA_HINT = "pip install 'vqgeom[distributed]' (dask[array], distributed, zarr)
 SPLIT_EVERY = 8
 # Target bytes of one float64 slab inside a tile task (rows x column block x 8).
 SLAB_BYTES = 32 << 20
+# Columns one k-NN task covers at least (consecutive column blocks joined): each task restarts
+# its rows' top k, so wider tasks repeat fewer insertions (and need fewer merges).
+KNN_TASK_COLS = 50_000
 # Largest per-row histograms (int64, rows of a block x bins of all networks) a compare task may hold.
 ROW_HIST_BYTES = 1 << 30
 
@@ -194,10 +198,12 @@ def _fused(block: Any, backend: str) -> bool:
 
 def _tile_topk(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: int, exclude_self: bool, block_rows: int):
     """Each row's best ``k`` columns of the tile as (distances, global indices), sorted by
-    (distance, index) like the in-memory k-NN (ties to the smaller index). With
-    ``exclude_self`` a row's own column is skipped. Entries a row lacks (a tile with fewer
-    than ``k`` eligible columns) get a distance and an index above every real one, so the
-    merge puts them last."""
+    (distance, index) like the in-memory k-NN (ties to the smaller index). ``by``: one block
+    or a list of consecutive column blocks (starting at column ``c0``). With ``exclude_self``
+    a row's own column is skipped. Entries a row lacks (a tile with fewer than ``k`` eligible
+    columns) get a distance and an index above every real one, so the merge puts them last."""
+    if isinstance(by, (list, tuple)):
+        by = by[0] if len(by) == 1 else _concat(by)
     if _fused(bx, backend):
         from . import _cpu_stream
         from .distances import codes_weights
@@ -213,6 +219,15 @@ def _tile_topk(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: 
             i[short] = np.iinfo(np.int64).max
         return d, i
     return _tile_topk_blocks(bx, by, r0, c0, meta, weights, backend, k, exclude_self, block_rows)
+
+
+def _concat(blocks: Sequence[Any]) -> Any:
+    """Row blocks joined in their own array library (numpy, or cupy on dask-cuda workers)."""
+    if array_module(blocks[0]) == "cupy":
+        import cupy
+
+        return cupy.concatenate(blocks, axis=0)
+    return np.concatenate([np.asarray(b) for b in blocks], axis=0)
 
 
 def _tile_topk_blocks(bx, by, r0: int, c0: int, meta: Codes, weights, backend: str, k: int, exclude_self: bool,
@@ -339,6 +354,23 @@ def pairwise_distances(codes_x: Codes, codes_y: Codes | None, *, weights: Any, p
                         meta=np.empty((0, 0), dtype=out_dtype))
 
 
+def _column_groups(blocks: list[tuple[Any, int, int]], cols: int) -> list[tuple[list[Any], int]]:
+    """Consecutive column blocks in groups of at least ``cols`` columns (the last may be
+    smaller): ``(delayed blocks, first column)`` per group."""
+    groups, cur, c0, width = [], [], 0, 0
+    for b, start, n in blocks:
+        if not cur:
+            c0 = start
+        cur.append(b)
+        width += n
+        if width >= cols:
+            groups.append((cur, c0))
+            cur, width = [], 0
+    if cur:
+        groups.append((cur, c0))
+    return groups
+
+
 def knn(codes_x: Codes, codes_y: Codes | None, k: int, *, weights: Any, exclude_self: bool, backend: str,
         out_dtype: Any, block_rows: int) -> tuple[Any, Any]:
     """Lazy ``(N, k)`` distances and int64 indices: per-tile top-k merged by a tree over column blocks."""
@@ -350,12 +382,12 @@ def knn(codes_x: Codes, codes_y: Codes | None, k: int, *, weights: Any, exclude_
     tok = _token(cx.words, cy.words, k, weights, exclude_self, backend, block_rows)
     merge = _merge_topk(k)
     d_parts, i_parts = [], []
-    ys = _blocks(cy)
+    groups = _column_groups(_blocks(cy), KNN_TASK_COLS)
     for bi, (bx, r0, nr) in enumerate(_blocks(cx)):
         tiles = [
-            delayed(_tile_topk, pure=True)(bx, by, r0, c0, meta, weights, backend, k, exclude_self, block_rows,
+            delayed(_tile_topk, pure=True)(bx, bys, r0, c0, meta, weights, backend, k, exclude_self, block_rows,
                                            dask_key_name=f"vqgeom-knn-tile-{tok}-{bi}-{bj}")
-            for bj, (by, c0, _) in enumerate(ys)
+            for bj, (bys, c0) in enumerate(groups)
         ]
         top = _tree(tiles, merge, f"vqgeom-knn-merge-{tok}-{bi}")
         fin = delayed(_finish_topk, pure=True, nout=2)(top, k, out_dtype, dask_key_name=f"vqgeom-knn-{tok}-{bi}")
