@@ -12,8 +12,10 @@ turn: a split interpolates the crossing point on the two edges it cuts, and both
 regions on either side of a cut edge get the new vertex at once. Each edge keeps the label
 of the hyperplane it lies on (``-1``: domain boundary). Nets whose coding layers are all
 ReLU / leaky ReLU / PReLU run every layer in one compiled call
-(:func:`vqgeom.geometry._clip.cut_homogeneous_net`, the same steps); other activations go
-layer by layer from Python. Codes and the adjacency graph are computed when first read.
+(:func:`vqgeom.geometry._clip.cut_homogeneous_net`, the same steps), which also packs the
+regions' codes while cutting (the sign of each pre-activation map inside each face); other
+activations go layer by layer from Python and their codes come from a forward pass at the
+regions' centroids when first read. The adjacency graph is computed when first read.
 
 Tolerance
 ---------
@@ -514,7 +516,8 @@ class Partition:
         ``x = plane_map[1] + plane_map[0] @ u`` for plane coordinates ``u``.
 
     ``inputs``, ``codes`` and the ``edge_*`` arrays are computed when first read (2-D: the
-    edges from the half-edge structure the partition keeps until then).
+    edges from the half-edge structure the partition keeps until then; ReLU / leaky ReLU /
+    PReLU nets: the codes from the words the compiled cut packed).
     """
 
     def __init__(self) -> None:  # built by partition()
