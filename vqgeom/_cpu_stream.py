@@ -129,17 +129,25 @@ def knn_rows(wx: Any, wy: Any, layer_sizes: Sequence[int], wt: Any, k: int, *, e
         return best_d, best_i, fill
 
     def band(a: int, b: int) -> None:
-        buf = _buffer(wt)
-        for r in range(a, b, SLAB_ROWS):
-            r1 = min(r + SLAB_ROWS, b)
-            for c in range(0, m, CHUNK_COLS):
-                c1 = min(c + CHUNK_COLS, m)
-                D = distance_block(wx[r:r1], wy[c:c1], layer_sizes, wt, buf=buf)
-                own0 = (row0 + r) - (col0 + c) if exclude_self else _NO_SELF
-                topk_update(D, col0 + c, own0, best_d[r:r1], best_i[r:r1], fill[r:r1])
+        for r, r1, c, D in _blocks(wx, wy, layer_sizes, wt, a, b):
+            own0 = (row0 + r) - (col0 + c) if exclude_self else _NO_SELF
+            topk_update(D, col0 + c, own0, best_d[r:r1], best_i[r:r1], fill[r:r1])
 
     _run_bands(n, resolve_threads(threads), band)
     return best_d, best_i, fill
+
+
+def _blocks(wx: np.ndarray, wy: np.ndarray, layer_sizes: Sequence[int], wt: Any, a: int, b: int):
+    """The distance blocks of rows ``a:b`` of ``wx`` against every row of ``wy``, as
+    ``(r, r1, c, D)`` with ``D`` the distances of rows ``r:r1`` to columns ``c:c1`` (a view of
+    one buffer reused for the band: use it before asking for the next)."""
+    buf = _buffer(wt)
+    m = wy.shape[0]
+    for r in range(a, b, SLAB_ROWS):
+        r1 = min(r + SLAB_ROWS, b)
+        for c in range(0, m, CHUNK_COLS):
+            c1 = min(c + CHUNK_COLS, m)
+            yield r, r1, c, distance_block(wx[r:r1], wy[c:c1], layer_sizes, wt, buf=buf)
 
 
 def heat_table(wt: Any, s2: float, squared: bool) -> np.ndarray | None:
@@ -167,16 +175,11 @@ def heat_rows(wx: Any, wy: Any, layer_sizes: Sequence[int], wt: Any, V: np.ndarr
     table = heat_table(wt, s2, squared)
 
     def band(a: int, b: int) -> None:
-        buf = _buffer(wt)
-        for r in range(a, b, SLAB_ROWS):
-            r1 = min(r + SLAB_ROWS, b)
-            for c in range(0, m, CHUNK_COLS):
-                c1 = min(c + CHUNK_COLS, m)
-                D = distance_block(wx[r:r1], wy[c:c1], layer_sizes, wt, buf=buf)
-                if table is not None:
-                    kern_table(D, table, Vt, c, out[r:r1])
-                else:
-                    heat_exp(D, float(s2), bool(squared), Vt, c, out[r:r1])
+        for r, r1, c, D in _blocks(wx, wy, layer_sizes, wt, a, b):
+            if table is not None:
+                kern_table(D, table, Vt, c, out[r:r1])
+            else:
+                heat_exp(D, float(s2), bool(squared), Vt, c, out[r:r1])
 
     _run_bands(n, resolve_threads(threads), band)
     return out
