@@ -501,6 +501,10 @@ def test_distances_on_a_partition_against_scipy():
         np.testing.assert_array_equal(buf, ref)
     with pytest.raises(ValueError, match="out"):
         part.distances(sources=src, out=np.empty((src.size, part.n_regions), dtype=np.float32))
+    with pytest.raises(ValueError, match="threads"):
+        part.distances(sources=src, threads=0)
+    with pytest.raises(TypeError, match="threads"):
+        part.distances(sources=src, threads="2")
 
 
 def test_weighted_distances_route_and_fallback():

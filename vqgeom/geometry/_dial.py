@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .._validate import check_int
+
 __all__ = ["dial_distances", "integer_weights", "zorder"]
 
 LANES = 64  # sources per block: one row of D per node
@@ -220,7 +222,7 @@ def dial_distances(indptr, indices, edge_weight, sources, node_order=None, *, un
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    threads = (os.cpu_count() or 1) if threads is None else max(1, int(threads))
+    threads = (os.cpu_count() or 1) if threads is None else check_int(threads, "threads")
     indptr = np.asarray(indptr, dtype=np.int64)
     R = indptr.size - 1
     sources = np.asarray(sources, dtype=np.int64).reshape(-1)
